@@ -1,0 +1,60 @@
+"""Context managers that attach a reason or other details to the changes made in them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+from flask import g, has_app_context
+from sqlalchemy import inspect
+
+from chrononaut.change_info import APPENDED_CHANGE_INFO_KEY, EXTRA_CHANGE_INFO_KEY
+from chrononaut.exceptions import ChrononautException
+from chrononaut.versioned import Versioned
+
+
+@contextmanager
+def extra_change_info(**change_info: Any) -> Iterator[None]:
+    """Record ``change_info`` in the ``extra_info`` of every change flushed in the block.
+
+    Blocks nest: an inner block adds to (and may override) the outer block's info.
+
+    :raises ChrononautException: there is no Flask application context.
+    """
+    if not has_app_context():
+        raise ChrononautException("`extra_change_info` needs a Flask application context.")
+    outer = g.get(EXTRA_CHANGE_INFO_KEY)
+    setattr(g, EXTRA_CHANGE_INFO_KEY, {**(outer or {}), **change_info})
+    try:
+        yield
+    finally:
+        if outer is None:
+            g.pop(EXTRA_CHANGE_INFO_KEY, None)
+        else:
+            setattr(g, EXTRA_CHANGE_INFO_KEY, outer)
+
+
+def rationale(text: str) -> AbstractContextManager[None]:
+    """Record ``{"rationale": text}`` with every change flushed in the block.
+
+    :raises ChrononautException: there is no Flask application context.
+    """
+    return extra_change_info(rationale=text)
+
+
+def append_change_info(obj: Versioned, **change_info: Any) -> AbstractContextManager[None]:
+    """Attach ``change_info`` to the next versions recorded for ``obj``.
+
+    The info stays with the object until a commit has recorded it, so the commit may
+    come after the block. It can be used with ``with`` or called on its own.
+
+    :raises ChrononautException: ``obj`` is not a :class:`~chrononaut.Versioned` object.
+    """
+    if not isinstance(obj, Versioned):
+        raise ChrononautException(
+            "`append_change_info` takes a Versioned object, "
+            f"not {type(obj).__name__}."
+        )
+    inspect(obj).info.setdefault(APPENDED_CHANGE_INFO_KEY, {}).update(change_info)
+    return nullcontext()

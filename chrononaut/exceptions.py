@@ -1,0 +1,21 @@
+"""Exceptions raised by Chrononaut."""
+
+
+class ChrononautException(Exception):
+    """Base class of every error Chrononaut raises on purpose."""
+
+
+class ChrononautRelationshipError(ChrononautException, AttributeError):
+    """A relationship was read from a :class:`~chrononaut.models.HistorySnapshot`.
+
+    Snapshots hold column values only, so related objects cannot be loaded from them.
+    """
+
+
+class UntrackedAttributeError(ChrononautException, AttributeError):
+    """The attribute is listed in ``__chrononaut_untracked__`` and was never recorded."""
+
+
+class HiddenAttributeError(ChrononautException, AttributeError):
+    """The attribute is listed in ``__chrononaut_hidden__``: its changes are noted but
+    its values are never stored."""

@@ -1,0 +1,245 @@
+"""The event listeners that turn flushes into history.
+
+Mapper events on the :class:`~chrononaut.Versioned` mixin see every row the flush
+writes, including foreign keys synchronised from relationships, orphan deletes and
+cascades. They bump versions and queue the changes on the session; ``after_flush``
+then writes the queued snapshots with one Core ``INSERT`` per activity table, inside
+the flush's transaction, so data and history commit or roll back together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flask import current_app, has_app_context
+from sqlalchemy import Table, event, insert, inspect
+from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction, object_session
+
+from chrononaut.change_info import (
+    APPENDED_CHANGE_INFO_KEY,
+    ChangeInfoMixin,
+    RecordChanges,
+    active_extra_change_info,
+    compose_extra_info,
+)
+from chrononaut.exceptions import ChrononautException
+from chrononaut.models import activity_class_for
+from chrononaut.serialization import UTC
+from chrononaut.session import VersionedSession
+from chrononaut.unsafe import ensure_history_deletion_allowed, versioning_suppressed
+from chrononaut.versioned import VERSION_KEY, Versioned, VersionedColumns
+
+_FLUSH_KEY = "chrononaut.flush"
+_APPENDED_INFO_RECORDED_KEY = "chrononaut.appended_info_recorded"
+_RECORD_CHANGES_COLUMNS = frozenset({"change_info", "changed"})
+
+
+@dataclass
+class PendingActivity:
+    """A change of one versioned object, queued until the flush has written its row."""
+
+    target: Versioned
+    columns: VersionedColumns
+    hidden_columns_changed: list[str]
+    #: Set for deletes, whose state must be read before the row is gone.
+    key: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass
+class FlushRecord:
+    """Per-flush state, kept in ``session.info`` from ``before_flush`` on."""
+
+    changed: datetime = field(default_factory=lambda: datetime.now(UTC))
+    pending: list[PendingActivity] = field(default_factory=list)
+    _user_info: dict[type[Any], dict[str, Any]] = field(default_factory=dict)
+    _custom_info: dict[type[Any], dict[str, Any]] = field(default_factory=dict)
+
+    def user_info_for(self, model: type[ChangeInfoMixin]) -> dict[str, Any]:
+        """Return ``model._capture_user_info()``, asked once per flush."""
+        if model not in self._user_info:
+            self._user_info[model] = model._capture_user_info()
+        return self._user_info[model]
+
+    def extra_info_for(self, model: type[ChangeInfoMixin], obj: object) -> dict[str, Any]:
+        """Return a new dict with the extra change info of ``obj``."""
+        if model not in self._custom_info:
+            self._custom_info[model] = model._get_custom_change_info()
+        return {**self._custom_info[model], **compose_extra_info(obj)}
+
+
+def _start_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
+    session.info[_FLUSH_KEY] = FlushRecord()
+
+
+def _flush_record(target: object) -> FlushRecord | None:
+    """Return the flush state of ``target``'s session if that session is versioned."""
+    session = object_session(target)
+    if not isinstance(session, VersionedSession):
+        return None
+    return session.info.setdefault(_FLUSH_KEY, FlushRecord())  # type: ignore[no-any-return]
+
+
+def _recording_flush(target: object) -> FlushRecord | None:
+    """Like :func:`_flush_record`, but ``None`` while versioning is suppressed."""
+    return None if versioning_suppressed() else _flush_record(target)
+
+
+def _changed_attributes(state: InstanceState[Any], keys: tuple[str, ...]) -> list[str]:
+    return [key for key in keys if state.attrs[key].history.has_changes()]
+
+
+def _require_change_info(target: object) -> None:
+    if (
+        has_app_context()
+        and current_app.config.get("CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO")
+        and active_extra_change_info() is None
+    ):
+        raise ChrononautException(
+            f"Strict tracking is enabled, but a change to {type(target).__name__} was "
+            "flushed outside `extra_change_info(...)`. Wrap the commit in "
+            "`extra_change_info(...)` or `rationale(...)`."
+        )
+
+
+def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
+    record = _recording_flush(target)
+    if record is None:
+        return
+    _require_change_info(target)
+    columns = VersionedColumns.of(mapper)
+    if target.version is None:
+        target.version = 0
+    hidden_changed = _changed_attributes(inspect(target), columns.hidden)
+    record.pending.append(PendingActivity(target, columns, hidden_changed))
+
+
+def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
+    record = _recording_flush(target)
+    if record is None:
+        return
+    state = inspect(target)
+    columns = VersionedColumns.of(mapper)
+    hidden_changed = _changed_attributes(state, columns.hidden)
+    if not hidden_changed and not _changed_attributes(state, columns.tracked):
+        return
+    _require_change_info(target)
+    target.version = (target.version or 0) + 1
+    record.pending.append(PendingActivity(target, columns, hidden_changed))
+
+
+def _record_delete(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
+    record = _recording_flush(target)
+    if record is None:
+        return
+    _require_change_info(target)
+    columns = VersionedColumns.of(mapper)
+    data = columns.data_of(target)
+    data[VERSION_KEY] = (data[VERSION_KEY] or 0) + 1
+    record.pending.append(
+        PendingActivity(target, columns, [], key=columns.key_of(target), data=data)
+    )
+
+
+def _write_activity(session: Session, flush_context: UOWTransaction) -> None:
+    record: FlushRecord | None = session.info.pop(_FLUSH_KEY, None)
+    if record is None or not record.pending:
+        return
+    rows_by_table: dict[Table, list[dict[str, Any]]] = {}
+    appended_info_states = session.info.setdefault(_APPENDED_INFO_RECORDED_KEY, [])
+    for change in record.pending:
+        target, columns = change.target, change.columns
+        model = type(target)
+        data = change.data if change.data is not None else columns.data_of(target)
+        extra_info = record.extra_info_for(model, target)
+        if change.hidden_columns_changed:
+            extra_info["hidden_cols_changed"] = change.hidden_columns_changed
+        state = inspect(target)
+        if APPENDED_CHANGE_INFO_KEY in state.info:
+            appended_info_states.append(state)
+        table = activity_class_for(model).__table__
+        rows_by_table.setdefault(table, []).append(
+            {
+                "table_name": columns.table_name,
+                "changed": record.changed,
+                "version": data[VERSION_KEY],
+                "key": change.key if change.key is not None else columns.key_of(target),
+                "data": data,
+                "user_info": record.user_info_for(model),
+                "extra_info": extra_info,
+            }
+        )
+    for table, rows in rows_by_table.items():
+        session.execute(insert(table), rows)
+
+
+def _forget_recorded_appended_info(session: Session) -> None:
+    for state in session.info.pop(_APPENDED_INFO_RECORDED_KEY, ()):
+        state.info.pop(APPENDED_CHANGE_INFO_KEY, None)
+
+
+def _discard_flush_state(session: Session) -> None:
+    # The appended info stays on its objects, so that a retried commit records it.
+    session.info.pop(_FLUSH_KEY, None)
+    session.info.pop(_APPENDED_INFO_RECORDED_KEY, None)
+
+
+def _stamp(target: RecordChanges, record: FlushRecord) -> None:
+    model = type(target)
+    change_info = dict(record.user_info_for(model))
+    extra_info = record.extra_info_for(model, target)
+    if extra_info:
+        change_info["extra"] = extra_info
+    target.change_info = change_info
+    target.changed = record.changed
+
+
+def _stamp_insert(mapper: Mapper[Any], connection: Any, target: RecordChanges) -> None:
+    record = _flush_record(target)
+    if record is not None:
+        _stamp(target, record)
+
+
+def _stamp_update(mapper: Mapper[Any], connection: Any, target: RecordChanges) -> None:
+    record = _flush_record(target)
+    if record is None:
+        return
+    keys = tuple(prop.key for prop in mapper.column_attrs if prop.key not in _RECORD_CHANGES_COLUMNS)
+    if _changed_attributes(inspect(target), keys):
+        _stamp(target, record)
+
+
+def _refuse_history_delete(mapper: Mapper[Any], connection: Any, target: Any) -> None:
+    ensure_history_deletion_allowed()
+
+
+_SESSION_LISTENERS = (
+    ("before_flush", _start_flush),
+    ("after_flush", _write_activity),
+    ("after_commit", _forget_recorded_appended_info),
+    ("after_rollback", _discard_flush_state),
+)
+_MAPPER_LISTENERS = (
+    (Versioned, "before_insert", _record_insert),
+    (Versioned, "before_update", _record_update),
+    (Versioned, "before_delete", _record_delete),
+    (RecordChanges, "before_insert", _stamp_insert),
+    (RecordChanges, "before_update", _stamp_update),
+)
+
+
+def listen(activity_class: type[Any]) -> None:
+    """Register the history listeners; safe to call more than once.
+
+    :param activity_class: the activity model whose rows must never be deleted outside
+        ``suppress_versioning(allow_deleting_history=True)``.
+    """
+    if not event.contains(VersionedSession, "before_flush", _start_flush):
+        for name, session_listener in _SESSION_LISTENERS:
+            event.listen(VersionedSession, name, session_listener)
+        for mixin, name, mapper_listener in _MAPPER_LISTENERS:
+            event.listen(mixin, name, mapper_listener, propagate=True)
+    if not event.contains(activity_class, "before_delete", _refuse_history_delete):
+        event.listen(activity_class, "before_delete", _refuse_history_delete)

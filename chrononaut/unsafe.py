@@ -1,0 +1,61 @@
+"""Operations that leave gaps in history. Use them with care."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import g, has_app_context
+
+from chrononaut.exceptions import ChrononautException
+
+_SUPPRESS_KEY = "_chrononaut_suppress_versioning"
+_ALLOW_DELETE_KEY = "_chrononaut_allow_deleting_history"
+
+
+@contextmanager
+def suppress_versioning(allow_deleting_history: bool = False) -> Iterator[None]:
+    """Write no history for the changes flushed inside the block.
+
+    Versions are neither bumped nor recorded, so the next recorded change continues
+    from the last recorded version.
+
+    :param allow_deleting_history: also allow deleting activity rows and snapshots;
+        the commit that deletes them must happen inside the block.
+    :raises ChrononautException: there is no Flask application context.
+    """
+    if not has_app_context():
+        raise ChrononautException("`suppress_versioning` needs a Flask application context.")
+    outer = {key: g.get(key) for key in (_SUPPRESS_KEY, _ALLOW_DELETE_KEY)}
+    setattr(g, _SUPPRESS_KEY, True)
+    setattr(g, _ALLOW_DELETE_KEY, allow_deleting_history)
+    try:
+        yield
+    finally:
+        for key, value in outer.items():
+            if value is None:
+                g.pop(key, None)
+            else:
+                setattr(g, key, value)
+
+
+def versioning_suppressed() -> bool:
+    """Tell whether a :func:`suppress_versioning` block is open."""
+    return has_app_context() and bool(g.get(_SUPPRESS_KEY))
+
+
+def history_deletion_allowed() -> bool:
+    """Tell whether a ``suppress_versioning(allow_deleting_history=True)`` block is open."""
+    return has_app_context() and bool(g.get(_ALLOW_DELETE_KEY))
+
+
+def ensure_history_deletion_allowed() -> None:
+    """Refuse to delete history outside ``suppress_versioning(allow_deleting_history=True)``.
+
+    :raises ChrononautException: no such block is open.
+    """
+    if not history_deletion_allowed():
+        raise ChrononautException(
+            "History records cannot be deleted. Delete them inside "
+            "`suppress_versioning(allow_deleting_history=True)`, committing in the block."
+        )

