@@ -53,8 +53,7 @@ def append_change_info(obj: Versioned, **change_info: Any) -> AbstractContextMan
     """
     if not isinstance(obj, Versioned):
         raise ChrononautException(
-            "`append_change_info` takes a Versioned object, "
-            f"not {type(obj).__name__}."
+            f"`append_change_info` takes a Versioned object, not {type(obj).__name__}."
         )
     inspect(obj).info.setdefault(APPENDED_CHANGE_INFO_KEY, {}).update(change_info)
     return nullcontext()

@@ -38,7 +38,7 @@ def activity_factory(Base: type[Any], schema: str | None = None) -> type[Any]:
     :return: the mapped activity class.
     """
 
-    class ChrononautActivity(Base):  # type: ignore[valid-type, misc]
+    class ChrononautActivity(Base):
         """One snapshot of one versioned row."""
 
         __tablename__ = "chrononaut_activity"

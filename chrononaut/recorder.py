@@ -79,7 +79,7 @@ def _flush_record(target: object) -> FlushRecord | None:
     session = object_session(target)
     if not isinstance(session, VersionedSession):
         return None
-    return session.info.setdefault(_FLUSH_KEY, FlushRecord())  # type: ignore[no-any-return]
+    return session.info.setdefault(_FLUSH_KEY, FlushRecord())
 
 
 def _recording_flush(target: object) -> FlushRecord | None:
@@ -206,7 +206,9 @@ def _stamp_update(mapper: Mapper[Any], connection: Any, target: RecordChanges) -
     record = _flush_record(target)
     if record is None:
         return
-    keys = tuple(prop.key for prop in mapper.column_attrs if prop.key not in _RECORD_CHANGES_COLUMNS)
+    keys = tuple(
+        prop.key for prop in mapper.column_attrs if prop.key not in _RECORD_CHANGES_COLUMNS
+    )
     if _changed_attributes(inspect(target), keys):
         _stamp(target, record)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask_sqlalchemy.session import Session
+from sqlalchemy.engine import Connection, Engine
 
 from chrononaut.exceptions import ChrononautException
 from chrononaut.models import HistorySnapshot, activity_class_for, is_activity
@@ -18,6 +19,23 @@ class VersionedSession(Session):
     The recording itself is done by event listeners on this class (see
     :mod:`chrononaut.recorder`), so subclasses record history too.
     """
+
+    def get_bind(
+        self,
+        mapper: Any | None = None,
+        clause: Any | None = None,
+        bind: Engine | Connection | None = None,
+        **kwargs: Any,
+    ) -> Engine | Connection:
+        """Return the session's own ``bind`` when it has one, else choose by bind key.
+
+        Flask-SQLAlchemy 3.1 ignores a session's ``bind`` option; test fixtures that
+        join a session to an outer connection rely on it, so that data and history
+        both stay inside the transaction they roll back.
+        """
+        if bind is None and self.bind is not None:
+            bind = self.bind
+        return super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
 
     def delete(self, instance: Any) -> None:
         """Mark ``instance`` for deletion.

@@ -157,9 +157,7 @@ class Versioned(ChangeInfoMixin):
         """
         activity, query = self._history_query()
         query = query.filter(activity.changed <= as_utc(at))
-        return self._snapshot(
-            query.order_by(activity.changed.desc(), activity.id.desc()).first()
-        )
+        return self._snapshot(query.order_by(activity.changed.desc(), activity.id.desc()).first())
 
     def previous_version(self) -> HistorySnapshot | None:
         """Return the newest snapshot with a version lower than the object's, or ``None``."""
@@ -173,9 +171,7 @@ class Versioned(ChangeInfoMixin):
 
     def _latest_snapshot(self) -> HistorySnapshot | None:
         activity, query = self._history_query()
-        return self._snapshot(
-            query.order_by(activity.changed.desc(), activity.id.desc()).first()
-        )
+        return self._snapshot(query.order_by(activity.changed.desc(), activity.id.desc()).first())
 
     def has_changed_since(self, since: datetime) -> bool:
         """Tell whether the object changed after ``since``, hidden columns included.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import Column, DateTime, Enum, ForeignKey, Integer, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -178,42 +178,42 @@ def _typed(db: VersionedSQLAlchemy) -> Models:
         __chrononaut_untracked__ = ["starred"]
         __chrononaut_hidden__ = ["secret"]
         id: Mapped[int] = mapped_column(primary_key=True)
-        title: Mapped[Optional[str]] = mapped_column(String(80))
-        text: Mapped[Optional[str]] = mapped_column(Text)
-        done: Mapped[Optional[bool]] = mapped_column(default=False)
-        priority: Mapped[Optional[Priority]] = mapped_column(Enum(Priority))
-        due_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
-        starred: Mapped[Optional[bool]] = mapped_column(default=False)
-        secret: Mapped[Optional[str]] = mapped_column(Text)
+        title: Mapped[str | None] = mapped_column(String(80))
+        text: Mapped[str | None] = mapped_column(Text)
+        done: Mapped[bool | None] = mapped_column(default=False)
+        priority: Mapped[Priority | None] = mapped_column(Enum(Priority))
+        due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+        starred: Mapped[bool | None] = mapped_column(default=False)
+        secret: Mapped[str | None] = mapped_column(Text)
 
     class User(db.Model, Versioned):
         __tablename__ = "appuser"
         __chrononaut_untracked__ = ["login_count"]
         __chrononaut_hidden__ = ["password"]
         id: Mapped[int] = mapped_column(primary_key=True)
-        name: Mapped[Optional[str]] = mapped_column(String(80))
-        email: Mapped[Optional[str]] = mapped_column(String(255), unique=True)
-        password: Mapped[Optional[str]] = mapped_column(Text)
-        login_count: Mapped[Optional[int]] = mapped_column(default=0)
+        name: Mapped[str | None] = mapped_column(String(80))
+        email: Mapped[str | None] = mapped_column(String(255), unique=True)
+        password: Mapped[str | None] = mapped_column(Text)
+        login_count: Mapped[int | None] = mapped_column(default=0)
 
     class Author(db.Model, Versioned):
         __tablename__ = "author"
         id: Mapped[int] = mapped_column(primary_key=True)
-        name: Mapped[Optional[str]] = mapped_column(String(80))
+        name: Mapped[str | None] = mapped_column(String(80))
         books: Mapped[list[Book]] = relationship(back_populates="author")
 
     class Book(db.Model, Versioned):
         __tablename__ = "book"
         id: Mapped[int] = mapped_column(primary_key=True)
-        title: Mapped[Optional[str]] = mapped_column(String(80))
-        author_id: Mapped[Optional[int]] = mapped_column(ForeignKey("author.id"))
-        author: Mapped[Optional[Author]] = relationship(back_populates="books")
+        title: Mapped[str | None] = mapped_column(String(80))
+        author_id: Mapped[int | None] = mapped_column(ForeignKey("author.id"))
+        author: Mapped[Author | None] = relationship(back_populates="books")
         tags: Mapped[list[Tag]] = relationship(secondary=book_tag)
 
     class Tag(db.Model, Versioned):
         __tablename__ = "tag"
         id: Mapped[int] = mapped_column(primary_key=True)
-        name: Mapped[Optional[str]] = mapped_column(String(40))
+        name: Mapped[str | None] = mapped_column(String(40))
 
     class Shelf(db.Model, Versioned):
         __tablename__ = "shelf"
@@ -223,46 +223,46 @@ def _typed(db: VersionedSQLAlchemy) -> Models:
     class Item(db.Model, Versioned):
         __tablename__ = "item"
         id: Mapped[int] = mapped_column(primary_key=True)
-        name: Mapped[Optional[str]] = mapped_column(String(40))
-        shelf_id: Mapped[Optional[int]] = mapped_column(ForeignKey("shelf.id"))
+        name: Mapped[str | None] = mapped_column(String(40))
+        shelf_id: Mapped[int | None] = mapped_column(ForeignKey("shelf.id"))
 
     class Animal(db.Model, Versioned):
         __tablename__ = "animal"
         id: Mapped[int] = mapped_column(primary_key=True)
         kind: Mapped[str] = mapped_column(String(20))
-        name: Mapped[Optional[str]] = mapped_column(String(40))
+        name: Mapped[str | None] = mapped_column(String(40))
         __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "animal"}
 
     class Dog(Animal):
         __tablename__ = "dog"
         id: Mapped[int] = mapped_column(ForeignKey("animal.id"), primary_key=True)
-        breed: Mapped[Optional[str]] = mapped_column(String(40))
+        breed: Mapped[str | None] = mapped_column(String(40))
         __mapper_args__ = {"polymorphic_identity": "dog"}
 
     class Cat(Animal):
-        indoor: Mapped[Optional[bool]] = mapped_column(nullable=True)
+        indoor: Mapped[bool | None] = mapped_column(nullable=True)
         __mapper_args__ = {"polymorphic_identity": "cat"}
 
     class Translation(db.Model, Versioned):
         __tablename__ = "translation"
         locale: Mapped[str] = mapped_column(String(10), primary_key=True)
         slug: Mapped[str] = mapped_column(String(40), primary_key=True)
-        text: Mapped[Optional[str]] = mapped_column(Text)
+        text: Mapped[str | None] = mapped_column(Text)
 
     class Country(db.Model, Versioned):
         __tablename__ = "country"
         code: Mapped[str] = mapped_column(String(2), primary_key=True)
-        name: Mapped[Optional[str]] = mapped_column(String(80))
+        name: Mapped[str | None] = mapped_column(String(80))
 
     class Gadget(db.Model, Versioned):
         __tablename__ = "gadget"
         gadget_id: Mapped[int] = mapped_column("id", Integer, primary_key=True)
-        display_name: Mapped[Optional[str]] = mapped_column("DisplayName", String(80))
+        display_name: Mapped[str | None] = mapped_column("DisplayName", String(80))
 
     class Note(db.Model, RecordChanges):
         __tablename__ = "note"
         id: Mapped[int] = mapped_column(primary_key=True)
-        body: Mapped[Optional[str]] = mapped_column(Text)
+        body: Mapped[str | None] = mapped_column(Text)
 
     class Legacy(db.Model, Versioned):
         __tablename__ = "legacy"
@@ -270,7 +270,7 @@ def _typed(db: VersionedSQLAlchemy) -> Models:
         __chrononaut_copy_validators__ = True
         __chrononaut_disable_indices__ = ["name"]
         id: Mapped[int] = mapped_column(primary_key=True)
-        name: Mapped[Optional[str]] = mapped_column(String(40), index=True)
+        name: Mapped[str | None] = mapped_column(String(40), index=True)
 
     return Models(**{name: value for name, value in locals().items() if name in _FIELDS})
 
