@@ -16,8 +16,8 @@ class VersionedSession(Session):
     """A Flask-SQLAlchemy session that records the history of :class:`~chrononaut.Versioned`
     objects on every flush.
 
-    The recording itself is done by event listeners on this class (see
-    :mod:`chrononaut.recorder`), so subclasses record history too.
+    The recording itself is done by event listeners on this class (in
+    ``chrononaut.recorder``), so subclasses record history too.
     """
 
     def get_bind(
