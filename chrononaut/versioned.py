@@ -241,9 +241,9 @@ class Versioned(ChangeInfoMixin):
         :raises ChrononautException: an argument is not an integer, the versions are not
             in order, or no snapshot exists at ``to_version``.
         """
-        for value in (from_version, to_version):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                raise ChrononautException("The diff_versions method takes integer as its argument.")
+        given = (from_version,) if to_version is None else (from_version, to_version)
+        if not all(isinstance(value, int) and not isinstance(value, bool) for value in given):
+            raise ChrononautException("The diff_versions method takes integer as its argument.")
         if to_version is not None and to_version < from_version:
             raise ChrononautException(
                 f"Diffs must be chronological. Version {to_version} is older than {from_version}."
@@ -277,11 +277,9 @@ class Versioned(ChangeInfoMixin):
         :raises ChrononautException: an argument is not a datetime, or ``to_timestamp``
             is before ``from_timestamp``.
         """
-        for value in (from_timestamp, to_timestamp):
-            if value is not None and not isinstance(value, datetime):
-                raise ChrononautException(
-                    "The diff_timestamps method takes datetime as its argument."
-                )
+        given = (from_timestamp,) if to_timestamp is None else (from_timestamp, to_timestamp)
+        if not all(isinstance(value, datetime) for value in given):
+            raise ChrononautException("The diff_timestamps method takes datetime as its argument.")
         if to_timestamp is not None and as_utc(to_timestamp) < as_utc(from_timestamp):
             raise ChrononautException(
                 f"Diffs must be chronological. {to_timestamp} is before {from_timestamp}."

@@ -6,7 +6,7 @@ import re
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import Table, inspect, insert, select, text
+from sqlalchemy import Table, insert, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase
 
 from chrononaut import ChrononautException, rationale
@@ -143,7 +143,7 @@ def test_private_fields_hold_the_stored_row(db, session, models):
     rows = _activity_rows(db, session)
 
     assert len(rows) == len(snapshots) == 3
-    for snapshot, row in zip(snapshots, rows):
+    for snapshot, row in zip(snapshots, rows, strict=True):
         assert snapshot._data == row.data
         assert snapshot._key == row.key
         assert snapshot._version == row.version
