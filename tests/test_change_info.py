@@ -396,9 +396,7 @@ def test_rationale_records_its_text(db, session, models):
 
     rows = activity_rows(db)
     assert [row.version for row in rows] == [0, 1, 2]
-    assert [row.extra_info for row in rows] == [
-        {"rationale": "Customer asked for a new title"}
-    ] * 3
+    assert [row.extra_info for row in rows] == [{"rationale": "Customer asked for a new title"}] * 3
 
 
 # -- append_change_info ---------------------------------------------------------------------
@@ -437,9 +435,7 @@ def test_append_change_info_works_without_with(db, session, models):
     assert todo.versions()[0].chrononaut_meta["extra_info"] == {"source": "import", "row": 17}
 
 
-def test_append_change_info_is_forgotten_after_the_commit_that_recorded_it(
-    db, session, models
-):
+def test_append_change_info_is_forgotten_after_the_commit_that_recorded_it(db, session, models):
     todo = add(session, models.Todo(title="a"))
     append_change_info(todo, source="form")
     todo.title = "b"
