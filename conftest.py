@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from flask import Flask
 from pytest_postgresql import factories
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
 from chrononaut import VersionedSQLAlchemy
@@ -149,3 +150,16 @@ def models(request: pytest.FixtureRequest, db: VersionedSQLAlchemy) -> Models:
 @pytest.fixture
 def session(db: VersionedSQLAlchemy, models: Models) -> Any:
     return db.session
+
+
+@pytest.fixture
+def tokyo_session(db: VersionedSQLAlchemy, session: Any) -> Any:
+    """``db.session`` on connections in the Asia/Tokyo time zone: a naive datetime read
+    as local time would be nine hours off, and datetimes come back as +09:00."""
+    database = db.engine.url.database
+    with db.engine.begin() as connection:
+        connection.execute(text(f"ALTER DATABASE \"{database}\" SET timezone TO 'Asia/Tokyo'"))
+    session.remove()
+    db.engine.dispose()
+    assert session.execute(text("SHOW timezone")).scalar() == "Asia/Tokyo"
+    return session

@@ -20,21 +20,11 @@ from chrononaut import (
     extra_change_info,
     rationale,
 )
+from tests.activity import activity_rows, rows_of
 
 NO_USER = {"user_id": None, "remote_addr": None}
 STRICT = "CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO"
 CHANGE_INFO_FUNC = "CHRONONAUT_EXTRA_CHANGE_INFO_FUNC"
-
-
-def activity_rows(db: VersionedSQLAlchemy) -> list[Any]:
-    """Every row of ``chrononaut_activity``, oldest first."""
-    activity = db.metadata._activity_cls.__table__
-    return list(db.session.execute(select(activity).order_by(activity.c.id)).all())
-
-
-def rows_of(db: VersionedSQLAlchemy, table_name: str, **key: Any) -> list[Any]:
-    """The activity rows of one object, oldest first."""
-    return [row for row in activity_rows(db) if row.table_name == table_name and row.key == key]
 
 
 def add(session: Any, obj: Any) -> Any:

@@ -6,16 +6,12 @@ import pytest
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session
-from sqlalchemy import inspect, select, text
+from sqlalchemy import inspect, text
 from sqlalchemy.orm import scoped_session
 
 from chrononaut import ChrononautException, Versioned, VersionedSession, VersionedSQLAlchemy
+from tests.activity import activity_rows
 from tests.models import define_models
-
-
-def activity_rows(db):
-    activity = db.metadata._activity_cls.__table__
-    return db.session.execute(select(activity).order_by(activity.c.id)).all()
 
 
 def test_is_a_flask_sqlalchemy_extension_with_versioned_sessions(db):

@@ -16,6 +16,7 @@ from chrononaut.exceptions import (
     UntrackedAttributeError,
 )
 from chrononaut.models import HistorySnapshot, activity_factory
+from tests.activity import activity_rows
 
 READ_ONLY = f"^{re.escape('Cannot modify a HistorySnapshot model.')}$"
 JSON_COLUMNS = ("key", "data", "user_info", "extra_info")
@@ -31,11 +32,6 @@ def _todo_snapshots(session, models):
     todo.secret = "s1"
     session.commit()
     return todo, todo.versions()
-
-
-def _activity_rows(db, session):
-    table = db.metadata._activity_cls.__table__
-    return session.execute(select(table).order_by(table.c.id)).all()
 
 
 # -- reading a snapshot ---------------------------------------------------------------
@@ -140,7 +136,7 @@ def test_chrononaut_meta(session, models):
 
 def test_private_fields_hold_the_stored_row(db, session, models):
     _, snapshots = _todo_snapshots(session, models)
-    rows = _activity_rows(db, session)
+    rows = activity_rows(db)
 
     assert len(rows) == len(snapshots) == 3
     for snapshot, row in zip(snapshots, rows, strict=True):
@@ -168,7 +164,7 @@ def test_snapshot_diff(session, models):
 
 def test_equality(db, session, models):
     todo, (first, second, _) = _todo_snapshots(session, models)
-    row = _activity_rows(db, session)[0]
+    row = activity_rows(db)[0]
     session.expunge_all()
     reloaded = session.get(models.Todo, todo.id).versions()
 

@@ -6,19 +6,11 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
+from tests.activity import activity_rows, rows_of
 from tests.models import Priority
-
-
-def activity_rows(db):
-    activity = db.metadata._activity_cls.__table__
-    return db.session.execute(select(activity).order_by(activity.c.id)).mappings().all()
-
-
-def rows_for(db, table_name):
-    return [row for row in activity_rows(db) if row["table_name"] == table_name]
 
 
 @pytest.fixture
@@ -41,10 +33,10 @@ def test_insert_records_version_zero_with_the_new_state(db, models):
     db.session.commit()
     (row,) = activity_rows(db)
     assert todo.version == 0
-    assert row["table_name"] == "todo"
-    assert row["version"] == 0
-    assert row["key"] == {"id": todo.id}
-    assert row["data"] == {
+    assert row.table_name == "todo"
+    assert row.version == 0
+    assert row.key == {"id": todo.id}
+    assert row.data == {
         "id": todo.id,
         "title": "write tests",
         "text": "many",
@@ -53,15 +45,15 @@ def test_insert_records_version_zero_with_the_new_state(db, models):
         "due_at": None,
         "version": 0,
     }
-    assert before <= row["changed"] <= datetime.now(timezone.utc)
-    assert row["user_info"] == {"user_id": None, "remote_addr": None}
-    assert row["extra_info"] == {"hidden_cols_changed": ["secret"]}
+    assert before <= row.changed <= datetime.now(timezone.utc)
+    assert row.user_info == {"user_id": None, "remote_addr": None}
+    assert row.extra_info == {"hidden_cols_changed": ["secret"]}
 
 
 def test_insert_without_hidden_values_has_empty_extra_info(db, models):
     db.session.add(models.Todo(title="plain"))
     db.session.commit()
-    assert activity_rows(db)[0]["extra_info"] == {}
+    assert activity_rows(db)[0].extra_info == {}
 
 
 def test_tracked_update_bumps_version_and_records_new_state(db, models):
@@ -73,10 +65,10 @@ def test_tracked_update_bumps_version_and_records_new_state(db, models):
     db.session.commit()
     assert todo.version == 1
     latest = activity_rows(db)[-1]
-    assert latest["version"] == 1
-    assert latest["data"]["title"] == "final"
-    assert latest["data"]["priority"] == "Priority.HIGH"
-    assert latest["data"]["version"] == 1
+    assert latest.version == 1
+    assert latest.data["title"] == "final"
+    assert latest.data["priority"] == "Priority.HIGH"
+    assert latest.data["version"] == 1
 
 
 def test_untracked_only_change_records_nothing(db, models):
@@ -87,7 +79,7 @@ def test_untracked_only_change_records_nothing(db, models):
     db.session.commit()
     assert todo.version == 0
     assert len(activity_rows(db)) == 1
-    assert all("starred" not in row["data"] for row in activity_rows(db))
+    assert all("starred" not in row.data for row in activity_rows(db))
 
 
 def test_setting_an_equal_value_records_nothing(db, models):
@@ -108,11 +100,11 @@ def test_hidden_change_records_a_version_without_the_value(db, models):
     db.session.commit()
     user.password = "second-pass"
     db.session.commit()
-    rows = rows_for(db, "appuser")
-    assert [row["version"] for row in rows] == [0, 1]
-    assert rows[1]["extra_info"] == {"hidden_cols_changed": ["password"]}
-    assert "password" not in rows[1]["data"]
-    stored = json.dumps([dict(row, changed=None) for row in activity_rows(db)])
+    rows = rows_of(db, "appuser")
+    assert [row.version for row in rows] == [0, 1]
+    assert rows[1].extra_info == {"hidden_cols_changed": ["password"]}
+    assert "password" not in rows[1].data
+    stored = json.dumps([dict(row._mapping, changed=None) for row in activity_rows(db)])
     assert "first-pass" not in stored
     assert "second-pass" not in stored
 
@@ -125,10 +117,10 @@ def test_delete_records_a_final_snapshot(db, models):
     db.session.delete(todo)  # every attribute is expired after the commit
     db.session.commit()
     rows = activity_rows(db)
-    assert [row["version"] for row in rows] == [0, 1]
-    assert rows[1]["key"] == {"id": todo_id}
-    assert rows[1]["data"]["title"] == "doomed"
-    assert rows[1]["data"]["version"] == 1
+    assert [row.version for row in rows] == [0, 1]
+    assert rows[1].key == {"id": todo_id}
+    assert rows[1].data["title"] == "doomed"
+    assert rows[1].data["version"] == 1
 
 
 def test_each_flush_in_a_transaction_records_its_own_version(db, models):
@@ -139,7 +131,7 @@ def test_each_flush_in_a_transaction_records_its_own_version(db, models):
     db.session.flush()
     todo.title = "three"
     db.session.commit()
-    assert [(row["version"], row["data"]["title"]) for row in activity_rows(db)] == [
+    assert [(row.version, row.data["title"]) for row in activity_rows(db)] == [
         (0, "one"),
         (1, "two"),
         (2, "three"),
@@ -154,8 +146,8 @@ def test_foreign_key_set_through_many_to_one_records_a_version(db, models):
     book.author = second
     db.session.commit()
     assert book.version == 1
-    assert rows_for(db, "book")[-1]["data"]["author_id"] == second.id
-    assert [row["version"] for row in rows_for(db, "author")] == [0, 0]
+    assert rows_of(db, "book")[-1].data["author_id"] == second.id
+    assert [row.version for row in rows_of(db, "author")] == [0, 0]
 
 
 def test_foreign_key_set_through_one_to_many_collection_records_a_version(db, models):
@@ -167,7 +159,7 @@ def test_foreign_key_set_through_one_to_many_collection_records_a_version(db, mo
     shelf.items.append(item)
     db.session.commit()
     assert item.version == 1
-    assert rows_for(db, "item")[-1]["data"]["shelf_id"] == shelf.id
+    assert rows_of(db, "item")[-1].data["shelf_id"] == shelf.id
 
 
 def test_orphan_delete_records_a_delete_snapshot(db, models):
@@ -177,10 +169,10 @@ def test_orphan_delete_records_a_delete_snapshot(db, models):
     db.session.commit()
     shelf.items.remove(item)
     db.session.commit()
-    rows = rows_for(db, "item")
-    assert [row["version"] for row in rows] == [0, 1]
-    assert rows[-1]["data"]["name"] == "vase"
-    assert db.session.get(models.Item, rows[0]["key"]["id"]) is None
+    rows = rows_of(db, "item")
+    assert [row.version for row in rows] == [0, 1]
+    assert rows[-1].data["name"] == "vase"
+    assert db.session.get(models.Item, rows[0].key["id"]) is None
 
 
 def test_cascaded_delete_records_every_child(db, models):
@@ -189,8 +181,8 @@ def test_cascaded_delete_records_every_child(db, models):
     db.session.commit()
     db.session.delete(shelf)
     db.session.commit()
-    assert sorted(row["version"] for row in rows_for(db, "item")) == [0, 0, 1, 1]
-    assert [row["version"] for row in rows_for(db, "shelf")] == [0, 1]
+    assert sorted(row.version for row in rows_of(db, "item")) == [0, 0, 1, 1]
+    assert [row.version for row in rows_of(db, "shelf")] == [0, 1]
 
 
 def test_many_to_many_change_records_nothing(db, models):
@@ -210,8 +202,8 @@ def test_joined_inheritance_records_under_the_subclass_table(db, models):
     dog.name = "max"  # a column of the parent table
     db.session.commit()
     rows = activity_rows(db)
-    assert [row["table_name"] for row in rows] == ["dog", "dog"]
-    assert rows[-1]["data"] == {
+    assert [row.table_name for row in rows] == ["dog", "dog"]
+    assert rows[-1].data == {
         "id": dog.id,
         "kind": "dog",
         "name": "max",
@@ -228,8 +220,8 @@ def test_single_table_inheritance_records_under_the_shared_table(db, models):
     cat.indoor = False
     db.session.commit()
     rows = activity_rows(db)
-    assert [row["table_name"] for row in rows] == ["animal", "animal"]
-    assert rows[-1]["data"]["indoor"] is False
+    assert [row.table_name for row in rows] == ["animal", "animal"]
+    assert rows[-1].data["indoor"] is False
     assert [snapshot.indoor for snapshot in cat.versions()] == [True, False]
 
 
@@ -240,7 +232,7 @@ def test_composite_primary_key(db, models):
     db.session.commit()
     greeting.text = "hoi"
     db.session.commit()
-    assert rows_for(db, "translation")[-1]["key"] == {"locale": "nl", "slug": "hello"}
+    assert rows_of(db, "translation")[-1].key == {"locale": "nl", "slug": "hello"}
     assert [snapshot.text for snapshot in greeting.versions()] == ["hallo", "hoi"]
     assert [snapshot.text for snapshot in other.versions()] == ["hallo"]
 
@@ -251,7 +243,7 @@ def test_text_primary_key_not_named_id(db, models):
     db.session.commit()
     country.name = "Netherlands"
     db.session.commit()
-    assert rows_for(db, "country")[-1]["key"] == {"code": "NL"}
+    assert rows_of(db, "country")[-1].key == {"code": "NL"}
     assert [snapshot.name for snapshot in country.versions()] == ["Holland", "Netherlands"]
 
 
@@ -260,8 +252,8 @@ def test_attribute_names_that_differ_from_column_names(db, models):
     db.session.add(gadget)
     db.session.commit()
     (row,) = activity_rows(db)
-    assert row["key"] == {"gadget_id": gadget.gadget_id}
-    assert row["data"] == {"gadget_id": gadget.gadget_id, "display_name": "widget", "version": 0}
+    assert row.key == {"gadget_id": gadget.gadget_id}
+    assert row.data == {"gadget_id": gadget.gadget_id, "display_name": "widget", "version": 0}
     assert gadget.versions()[0].display_name == "widget"
 
 
@@ -278,8 +270,8 @@ def test_a_failed_flush_leaves_neither_data_nor_history(db, models):
     db.session.rollback()
     assert todo.title == "kept"
     assert todo.version == 0
-    assert [row["data"]["title"] for row in rows_for(db, "todo")] == ["kept"]
-    assert len(rows_for(db, "appuser")) == 1
+    assert [row.data["title"] for row in rows_of(db, "todo")] == ["kept"]
+    assert len(rows_of(db, "appuser")) == 1
 
 
 def test_a_raising_change_info_function_rolls_back_the_flush(app, db, models):
@@ -304,7 +296,7 @@ def test_a_rolled_back_savepoint_drops_its_history(db, models):
     db.session.flush()
     savepoint.rollback()
     db.session.commit()
-    assert [row["data"]["title"] for row in activity_rows(db)] == ["kept"]
+    assert [row.data["title"] for row in activity_rows(db)] == ["kept"]
 
 
 @pytest.mark.parametrize("count", [1, 40])
@@ -325,4 +317,4 @@ def test_one_activity_insert_per_flush_and_no_select(db, models, statements, cou
 def test_all_rows_of_one_flush_share_its_timestamp(db, models):
     db.session.add_all([models.Todo(title="a"), models.Todo(title="b"), models.Author(name="c")])
     db.session.commit()
-    assert len({row["changed"] for row in activity_rows(db)}) == 1
+    assert len({row.changed for row in activity_rows(db)}) == 1

@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from chrononaut.flask_versioning import UTC, serialize_datetime
 from chrononaut.serialization import serialize_value
@@ -20,19 +20,6 @@ def _stored(db, session):
     table = db.metadata._activity_cls.__table__
     query = select(table.c.key, table.c.data, table.c.version).order_by(table.c.id)
     return session.execute(query).all()
-
-
-@pytest.fixture
-def tokyo_session(db, session):
-    """``db.session`` on connections whose time zone is not UTC, so that datetimes come
-    back from PostgreSQL with a +09:00 offset."""
-    database = db.engine.url.database
-    with db.engine.begin() as connection:
-        connection.execute(text(f"ALTER DATABASE \"{database}\" SET timezone TO 'Asia/Tokyo'"))
-    session.remove()
-    db.engine.dispose()
-    assert session.execute(text("SHOW timezone")).scalar() == "Asia/Tokyo"
-    return session
 
 
 # -- through the database -------------------------------------------------------------

@@ -10,19 +10,9 @@ from sqlalchemy import func, select
 
 from chrononaut import ChrononautException, VersionedSQLAlchemy
 from chrononaut.unsafe import suppress_versioning
+from tests.activity import activity_rows, rows_of
 
 REFUSED = "History records cannot be deleted"
-
-
-def activity_rows(db: VersionedSQLAlchemy) -> list[Any]:
-    """Every row of ``chrononaut_activity``, oldest first."""
-    activity = db.metadata._activity_cls.__table__
-    return list(db.session.execute(select(activity).order_by(activity.c.id)).all())
-
-
-def rows_of(db: VersionedSQLAlchemy, table_name: str, **key: Any) -> list[Any]:
-    """The activity rows of one object, oldest first."""
-    return [row for row in activity_rows(db) if row.table_name == table_name and row.key == key]
 
 
 def activity_objects(db: VersionedSQLAlchemy, session: Any) -> list[Any]:

@@ -6,7 +6,6 @@ import re
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import text
 
 from chrononaut import ChrononautException
 from chrononaut.models import HistorySnapshot
@@ -40,19 +39,6 @@ def _todo_with_titles(session, models, *titles, **values):
         todo.title = title
         session.commit()
     return todo
-
-
-@pytest.fixture
-def tokyo_session(db, session):
-    """``db.session`` on connections whose time zone is not UTC, so that a naive
-    datetime read by PostgreSQL as local time would be nine hours off."""
-    database = db.engine.url.database
-    with db.engine.begin() as connection:
-        connection.execute(text(f"ALTER DATABASE \"{database}\" SET timezone TO 'Asia/Tokyo'"))
-    session.remove()
-    db.engine.dispose()
-    assert session.execute(text("SHOW timezone")).scalar() == "Asia/Tokyo"
-    return session
 
 
 # -- versions() -----------------------------------------------------------------------
