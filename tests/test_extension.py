@@ -7,7 +7,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session
 from sqlalchemy import inspect, text
-from sqlalchemy.orm import scoped_session
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, scoped_session
 
 from chrononaut import ChrononautException, Versioned, VersionedSession, VersionedSQLAlchemy
 from tests.activity import activity_rows
@@ -131,3 +131,26 @@ def test_null_version_counts_as_zero(db, models):
     db.session.delete(todo)
     db.session.commit()
     assert todo.versions()[-1].version == 2
+
+
+def test_declarative_base_model_class(app):
+    class Base(DeclarativeBase):
+        pass
+
+    db = VersionedSQLAlchemy(app, model_class=Base)
+
+    class Invoice(db.Model, Versioned):
+        __tablename__ = "invoice"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        total: Mapped[int]
+
+    db.create_all()
+    invoice = Invoice(total=10)
+    db.session.add(invoice)
+    db.session.commit()
+    invoice.total = 12
+    db.session.commit()
+    assert [snapshot.total for snapshot in invoice.versions()] == [10, 12]
+    assert db.activity_cls.__table__.metadata is Invoice.__table__.metadata
+    db.session.remove()
+    db.engine.dispose()
