@@ -155,23 +155,27 @@ class Versioned(ChangeInfoMixin):
         :param at: the point in time; a naive datetime is taken to be UTC.
         :param return_snapshot: accepted for compatibility; a snapshot is always returned.
         """
-        activity, query = self._history_query()
-        query = query.filter(activity.changed <= as_utc(at))
-        return self._snapshot(query.order_by(activity.changed.desc(), activity.id.desc()).first())
+        return self._newest_snapshot(at)
 
     def previous_version(self) -> HistorySnapshot | None:
         """Return the newest snapshot with a version lower than the object's, or ``None``."""
+        return self._newest_snapshot_below(self.version or 0)
+
+    def _newest_snapshot(self, at: datetime | None = None) -> HistorySnapshot | None:
+        """The snapshot changed last, at or before ``at`` when it is given."""
         activity, query = self._history_query()
-        current = self.version or 0
+        if at is not None:
+            query = query.filter(activity.changed <= as_utc(at))
+        return self._snapshot(query.order_by(activity.changed.desc(), activity.id.desc()).first())
+
+    def _newest_snapshot_below(self, version: int) -> HistorySnapshot | None:
+        """The snapshot with the highest version lower than ``version``."""
+        activity, query = self._history_query()
         return self._snapshot(
-            query.filter(activity.version < current)
+            query.filter(activity.version < version)
             .order_by(activity.version.desc(), activity.changed.desc(), activity.id.desc())
             .first()
         )
-
-    def _latest_snapshot(self) -> HistorySnapshot | None:
-        activity, query = self._history_query()
-        return self._snapshot(query.order_by(activity.changed.desc(), activity.id.desc()).first())
 
     def has_changed_since(self, since: datetime) -> bool:
         """Tell whether the object changed after ``since``, hidden columns included.
@@ -200,7 +204,7 @@ class Versioned(ChangeInfoMixin):
         if from_model is not None and not isinstance(from_model, HistorySnapshot):
             raise ChrononautException("`from_model` needs to be a history snapshot.")
         if to is None:
-            to = self._latest_snapshot()
+            to = self._newest_snapshot()
             if to is None:
                 return {}
         elif not isinstance(to, HistorySnapshot):
@@ -248,21 +252,13 @@ class Versioned(ChangeInfoMixin):
             raise ChrononautException(
                 f"Diffs must be chronological. Version {to_version} is older than {from_version}."
             )
-        from_model = self._snapshot_at_version(from_version)
+        from_model = self._newest_snapshot_below(from_version + 1)
         to = None
         if to_version is not None:
-            to = self._snapshot_at_version(to_version)
+            to = self._newest_snapshot_below(to_version + 1)
             if to is None:
                 raise ChrononautException(f"There is no version {to_version} of this object.")
         return self.diff(from_model, to, include_hidden=include_hidden)
-
-    def _snapshot_at_version(self, version: int) -> HistorySnapshot | None:
-        activity, query = self._history_query()
-        return self._snapshot(
-            query.filter(activity.version <= version)
-            .order_by(activity.version.desc(), activity.changed.desc(), activity.id.desc())
-            .first()
-        )
 
     def diff_timestamps(
         self,
