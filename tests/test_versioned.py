@@ -41,6 +41,20 @@ def _todo_with_titles(session, models, *titles, **values):
     return todo
 
 
+def _todo_a_b_c_with_moments(session, models):
+    """Commit a Todo titled "a", then "b", then "c"; return it with the moments taken
+    before its creation, after its creation and after the first update."""
+    before_creation = _now()
+    todo = _todo_with_titles(session, models, "a")
+    after_creation = _now()
+    todo.title = "b"
+    session.commit()
+    after_update = _now()
+    todo.title = "c"
+    session.commit()
+    return todo, before_creation, after_creation, after_update
+
+
 # -- versions() -----------------------------------------------------------------------
 
 
@@ -83,14 +97,7 @@ def test_versions_bounds_are_inclusive_on_changed(session, models):
 
 
 def test_versions_bounds_between_commits(session, models):
-    before_creation = _now()
-    todo = _todo_with_titles(session, models, "a")
-    after_creation = _now()
-    todo.title = "b"
-    session.commit()
-    after_update = _now()
-    todo.title = "c"
-    session.commit()
+    todo, before_creation, after_creation, after_update = _todo_a_b_c_with_moments(session, models)
 
     def titles(**bounds):
         return [snapshot.title for snapshot in todo.versions(**bounds)]
@@ -369,14 +376,7 @@ def test_diff_versions_takes_integers_only(session, models, from_version, to_ver
 
 
 def test_diff_timestamps(session, models):
-    before_creation = _now()
-    todo = _todo_with_titles(session, models, "a")
-    after_creation = _now()
-    todo.title = "b"
-    session.commit()
-    after_update = _now()
-    todo.title = "c"
-    session.commit()
+    todo, before_creation, after_creation, after_update = _todo_a_b_c_with_moments(session, models)
 
     assert todo.diff_timestamps(after_creation, after_update) == {"title": ("a", "b")}
     assert todo.diff_timestamps(after_creation) == {"title": ("a", "c")}
