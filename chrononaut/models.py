@@ -85,7 +85,8 @@ def activity_class_for(model: type[Any]) -> type[Any]:
 def is_activity(obj: object) -> bool:
     """Tell whether ``obj`` is a row of an activity table."""
     model = type(obj)
-    return _activity_classes.get(getattr(model, "registry", None)) is model  # type: ignore[arg-type]
+    model_registry = getattr(model, "registry", None)
+    return isinstance(model_registry, registry) and _activity_classes.get(model_registry) is model
 
 
 class HistorySnapshot:

@@ -8,6 +8,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session
 from sqlalchemy import inspect, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, scoped_session
+from sqlalchemy.orm.exc import UnmappedInstanceError
 
 from chrononaut import ChrononautException, Versioned, VersionedSession, VersionedSQLAlchemy
 from tests.activity import activity_rows
@@ -154,3 +155,8 @@ def test_declarative_base_model_class(app):
     assert db.activity_cls.__table__.metadata is Invoice.__table__.metadata
     db.session.remove()
     db.engine.dispose()
+
+
+def test_deleting_an_unmapped_object_keeps_sqlalchemys_error(db):
+    with pytest.raises(UnmappedInstanceError):
+        db.session.delete(object())
