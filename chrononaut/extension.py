@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from flask_sqlalchemy import SQLAlchemy
 
 from chrononaut import recorder
+from chrononaut.cli import chrononaut_cli
 from chrononaut.exceptions import ChrononautException
 from chrononaut.models import activity_factory
 from chrononaut.session import VersionedSession
@@ -48,6 +49,7 @@ class VersionedSQLAlchemy(SQLAlchemy):
         app.config.setdefault("CHRONONAUT_EXTRA_CHANGE_INFO_FUNC", None)
         super().init_app(app)
         app.extensions["chrononaut"] = self
+        app.cli.add_command(chrononaut_cli)
 
     def _make_session_factory(self, options: dict[str, Any]) -> sessionmaker[Any]:
         # Private Flask-SQLAlchemy hook, overridden on purpose: it is the one place that
