@@ -14,8 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app, has_app_context
-from sqlalchemy import Table, event, insert, inspect
+from sqlalchemy import Table, event, insert, inspect, update
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction, object_session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 
 from chrononaut.change_info import (
     APPENDED_CHANGE_INFO_KEY,
@@ -104,6 +106,53 @@ def _require_change_info(target: object) -> None:
         )
 
 
+def _check_versions(mapper: Mapper[Any], class_: type[Any]) -> None:
+    """Make ``version`` the mapper's version counter, so that SQLAlchemy checks it.
+
+    Every UPDATE and DELETE of the row then carries ``WHERE version = <the version
+    this session read>``; when another transaction changed or deleted the row in the
+    meantime the statement matches nothing and SQLAlchemy raises ``StaleDataError``.
+    The generator is off because the listeners below choose the new version: only
+    tracked and hidden changes bump it. Inheriting mappers copy the setting, and a
+    ``version_id_col`` the model configured itself is left alone.
+    """
+    if mapper.version_id_col is None and VERSION_KEY in mapper.columns:
+        mapper.version_id_col = mapper.columns[VERSION_KEY]
+        mapper.version_id_generator = False
+
+
+def _claim_unversioned_row(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
+    """Give a stored row whose version is ``NULL`` version 0 before it is written.
+
+    Rows that predate the mixin have no version, and ``version = NULL`` never matches,
+    so the version check of the coming UPDATE or DELETE needs a number to compare.
+    Setting it with ``WHERE version IS NULL`` also locks the row: a transaction that
+    claimed or changed it first makes this match nothing.
+
+    :raises StaleDataError: another transaction changed or deleted the row.
+    """
+    state = inspect(target)
+    column = mapper.version_id_col
+    if (
+        state.identity is None
+        or column is None
+        or mapper.get_property_by_column(column).key != VERSION_KEY
+    ):
+        return
+    history = state.attrs[VERSION_KEY].history
+    if (history.deleted or history.unchanged or (0,))[0] is not None:
+        return
+    table = column.table
+    match = [pk == value for pk, value in zip(mapper.primary_key, state.identity, strict=True)]
+    claimed = connection.execute(update(table).where(*match, column.is_(None)).values({column: 0}))
+    if claimed.rowcount != 1:
+        raise StaleDataError(
+            f"{type(target).__name__} {state.identity} was changed or deleted by another "
+            "transaction; roll back and load it again."
+        )
+    set_committed_value(target, VERSION_KEY, 0)
+
+
 def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
     record = _recording_flush(target)
     if record is None:
@@ -117,10 +166,14 @@ def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
 
 
 def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
+    state = inspect(target)
+    if target.version is None and _changed_attributes(
+        state, tuple(prop.key for prop in mapper.column_attrs)
+    ):
+        _claim_unversioned_row(mapper, connection, target)
     record = _recording_flush(target)
     if record is None:
         return
-    state = inspect(target)
     columns = VersionedColumns.of(mapper)
     hidden_changed = _changed_attributes(state, columns.hidden)
     if not hidden_changed and not _changed_attributes(state, columns.tracked):
@@ -131,6 +184,8 @@ def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
 
 
 def _record_delete(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
+    if target.version is None:
+        _claim_unversioned_row(mapper, connection, target)
     record = _recording_flush(target)
     if record is None:
         return
@@ -224,6 +279,7 @@ _SESSION_LISTENERS = (
     ("after_rollback", _discard_flush_state),
 )
 _MAPPER_LISTENERS = (
+    (Versioned, "after_mapper_constructed", _check_versions),
     (Versioned, "before_insert", _record_insert),
     (Versioned, "before_update", _record_update),
     (Versioned, "before_delete", _record_delete),
