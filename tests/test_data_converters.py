@@ -1,0 +1,355 @@
+"""Converting 0.1 ``<table>_history`` tables into ``chrononaut_activity``.
+
+The legacy schema and data are in ``tests/legacy/``; each test below states the
+snapshots that data must turn into (the mapping of ``docs/migration.rst``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from chrononaut import ChrononautException, Versioned
+from chrononaut.data_converters import HistoryModelDataConverter
+from chrononaut.serialization import UTC
+from tests.activity import activity_rows, rows_of
+
+LEGACY_SQL = Path(__file__).parent / "legacy"
+
+
+def at(text_value: str) -> datetime:
+    return datetime.fromisoformat(text_value).replace(tzinfo=UTC)
+
+
+def define_ticket(db: Any) -> Any:
+    """A model with a text key named ``uuid`` and a ``created_at`` column."""
+
+    class Ticket(db.Model, Versioned):
+        __tablename__ = "ticket"
+        uuid = db.Column(db.Text, primary_key=True)
+        title = db.Column(db.Text)
+        created_at = db.Column(db.DateTime(timezone=True))
+
+    return Ticket
+
+
+def run_sql(db: Any, name: str) -> None:
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql((LEGACY_SQL / name).read_text())
+
+
+@pytest.fixture
+def legacy(db, models):
+    """The test models plus Ticket, with 0.1 history tables and the data of data.sql."""
+    models.Ticket = define_ticket(db)
+    db.create_all()
+    run_sql(db, "schema.sql")
+    run_sql(db, "data.sql")
+    return models
+
+
+def snapshots(db: Any, table_name: str, **key: Any) -> list[tuple[Any, ...]]:
+    """(version, changed, data, user_info, extra_info) of each converted row, in order."""
+    return [
+        (row.version, row.changed, row.data, row.user_info, row.extra_info)
+        for row in rows_of(db, table_name, **key)
+    ]
+
+
+def todo_data(version, title, done=False, priority=None, text="all of them", due_at=None):
+    return {
+        "id": 1,
+        "title": title,
+        "text": text,
+        "done": done,
+        "priority": priority,
+        "due_at": due_at,
+        "version": version,
+    }
+
+
+def test_todo_history_becomes_one_snapshot_per_state(db, legacy):
+    converter = HistoryModelDataConverter(legacy.Todo)
+    assert converter.convert(db.session) == 4
+    assert converter.convert(db.session) == 0
+
+    due = "2021-03-01T09:00:00+00:00"
+    ada = {"user_id": "ada@example.org", "remote_addr": "10.0.0.1"}
+    bob = {"user_id": "bob@example.org", "remote_addr": None}
+    assert snapshots(db, "todo", id=1) == [
+        # 0.1 did not record when an object was created; without created_at the first
+        # state is dated by the first change.
+        (
+            0,
+            at("2021-01-02 10:00"),
+            todo_data(0, "Write doc", priority="Priority.LOW", due_at=due),
+            {},
+            {},
+        ),
+        (
+            1,
+            at("2021-01-02 10:00"),
+            todo_data(1, "Write docs", priority="Priority.LOW", due_at=due),
+            ada,
+            {"rationale": "typo"},
+        ),
+        (
+            2,
+            at("2021-01-03 11:30"),
+            todo_data(2, "Write docs", priority="Priority.HIGH", due_at=due),
+            bob,
+            {"hidden_cols_changed": ["secret"]},
+        ),
+        (
+            3,
+            at("2021-01-04 12:45:30.25"),
+            todo_data(3, "Write docs", done=True, priority="Priority.HIGH", due_at=due),
+            {"user_id": None, "remote_addr": "10.0.0.2"},
+            {},
+        ),
+    ]
+
+
+def test_deleted_and_unchanged_todos(db, legacy):
+    started = datetime.now(UTC)
+    HistoryModelDataConverter(legacy.Todo).convert_all(db.session)
+    finished = datetime.now(UTC)
+
+    bob = {"user_id": "bob@example.org", "remote_addr": None}
+    milk = {"id": 2, "text": None, "done": False, "priority": None, "due_at": None}
+    assert snapshots(db, "todo", id=2) == [
+        (0, at("2021-02-01 08:00"), {**milk, "title": "Buy milk", "version": 0}, {}, {}),
+        (
+            1,
+            at("2021-02-01 08:00"),
+            {**milk, "title": "Buy oat milk", "version": 1},
+            {"user_id": "ada@example.org", "remote_addr": None},
+            {},
+        ),
+        # The delete: the last state once more, one version up, dated by the delete.
+        (
+            2,
+            at("2021-02-05 18:00"),
+            {**milk, "title": "Buy oat milk", "version": 2},
+            bob,
+            {"rationale": "done"},
+        ),
+    ]
+    # Never changed: the live row is the only state. 0.1 recorded no time for it, so
+    # it is dated by the conversion; a NULL version counts as 0.
+    for todo_id, title in ((3, "Old task"), (4, "New task")):
+        [(version, changed, data, user_info, extra_info)] = snapshots(db, "todo", id=todo_id)
+        assert (version, data["title"], user_info, extra_info) == (0, title, {}, {})
+        assert started <= changed <= finished
+
+
+def test_hidden_and_untracked_values_are_not_copied(db, legacy):
+    HistoryModelDataConverter(legacy.Todo).convert_all(db.session)
+    for row in rows_of(db, "todo"):
+        assert "secret" not in row.data
+        assert "starred" not in row.data
+        assert not {"s1", "s2", "s3"} & set(map(str, row.data.values()))
+
+
+def test_text_keys_created_at_and_null_versions(db, legacy):
+    converter = HistoryModelDataConverter(legacy.Ticket, id_column="uuid")
+    assert converter.convert_all(db.session) == 3
+
+    def ticket(uuid, title, created_at, version):
+        return {"uuid": uuid, "title": title, "created_at": created_at, "version": version}
+
+    a_created, b_created = "2022-05-01T07:00:00+00:00", "2022-04-01T06:00:00+00:00"
+    ada = {"user_id": "ada@example.org", "remote_addr": None}
+    bob = {"user_id": "bob@example.org", "remote_addr": None}
+    # With created_at, the first state is dated by it.
+    assert snapshots(db, "ticket", uuid="a-7f3c") == [
+        (0, at("2022-05-01 07:00"), ticket("a-7f3c", "Printer smoking", a_created, 0), {}, {}),
+        (1, at("2022-05-01 07:30"), ticket("a-7f3c", "Printer on fire", a_created, 1), ada, {}),
+    ]
+    # The NULL version of the first state counts as 0, and a NULL change_info as empty.
+    assert snapshots(db, "ticket", uuid="b-19d0") == [
+        (0, at("2022-04-01 06:00"), ticket("b-19d0", "Coffee", b_created, 0), {}, {}),
+        (1, at("2022-04-02 06:00"), ticket("b-19d0", "Coffee machine!", b_created, 1), {}, {}),
+        (2, at("2022-04-03 06:00"), ticket("b-19d0", "Coffee machine", b_created, 2), bob, {}),
+    ]
+    assert snapshots(db, "ticket", uuid="c-0e21") == [
+        (
+            0,
+            at("2022-06-01 05:00"),
+            ticket("c-0e21", "Never touched", "2022-06-01T05:00:00+00:00", 0),
+            {},
+            {},
+        )
+    ]
+
+
+def test_composite_keys(db, legacy):
+    converter = HistoryModelDataConverter(legacy.Translation, id_column=("locale", "slug"))
+    assert converter.convert_all(db.session) == 3
+    ada = {"user_id": "ada@example.org"}
+    assert snapshots(db, "translation", locale="de", slug="hello") == [
+        (
+            0,
+            at("2023-01-01"),
+            {"locale": "de", "slug": "hello", "text": "Tag", "version": 0},
+            {},
+            {},
+        ),
+        (
+            1,
+            at("2023-01-01"),
+            {"locale": "de", "slug": "hello", "text": "Hallo", "version": 1},
+            ada,
+            {},
+        ),
+    ]
+    assert [row.version for row in rows_of(db, "translation", locale="de", slug="bye")] == [0, 1]
+    assert [row.version for row in rows_of(db, "translation", locale="en", slug="hello")] == [0]
+
+
+def test_joined_inheritance_converts_through_the_mapper_chain(db, legacy):
+    assert HistoryModelDataConverter(legacy.Dog).convert_all(db.session) == 1
+    dog = {"id": 1, "kind": "dog"}
+    assert [(version, changed, data) for version, changed, data, _, _ in snapshots(db, "dog")] == [
+        (0, at("2020-06-01 12:00"), {**dog, "name": "Rex", "breed": "Mutt", "version": 0}),
+        (1, at("2020-06-01 12:00"), {**dog, "name": "Rex II", "breed": "Mutt", "version": 1}),
+        (2, at("2020-06-02 12:00"), {**dog, "name": "Rex II", "breed": "Collie", "version": 2}),
+    ]
+    # The root model converts its own objects and those of single-table subclasses;
+    # the dog's history belongs to the Dog converter.
+    assert HistoryModelDataConverter(legacy.Animal).convert_all(db.session) == 2
+    assert [(row.key, row.version, row.data) for row in rows_of(db, "animal")] == [
+        ({"id": 2}, 0, {"id": 2, "kind": "cat", "name": "Tom", "indoor": False, "version": 0}),
+        ({"id": 2}, 1, {"id": 2, "kind": "cat", "name": "Tom", "indoor": True, "version": 1}),
+        ({"id": 3}, 0, {"id": 3, "kind": "animal", "name": "Blob", "version": 0}),
+    ]
+
+
+def test_chrononaut_tablename_names_the_history_table(db, legacy):
+    converter = HistoryModelDataConverter(legacy.Legacy)
+    assert converter.legacy_table_names == ["legacy_old"]
+    assert converter.convert_all(db.session) == 1
+    assert [(row.version, row.data["name"]) for row in rows_of(db, "legacy")] == [
+        (0, "old name"),
+        (1, "new name"),
+    ]
+
+
+def test_converted_objects_answer_history_queries(db, legacy):
+    HistoryModelDataConverter(legacy.Todo).convert_all(db.session)
+    todo = db.session.get(legacy.Todo, 1)
+    assert [snapshot.title for snapshot in todo.versions()] == [
+        "Write doc",
+        "Write docs",
+        "Write docs",
+        "Write docs",
+    ]
+    assert todo.version_at(at("2021-01-01")) is None
+    assert todo.version_at(at("2021-01-03 11:00")).priority == "Priority.LOW"
+    assert todo.version_at(at("2021-01-03 11:30")).priority == "Priority.HIGH"
+    assert todo.version_at(at("2021-01-04 13:00")).done is True
+    first, *_, last = todo.versions()
+    assert todo.diff(first) == {
+        "title": ("Write doc", "Write docs"),
+        "priority": ("Priority.LOW", "Priority.HIGH"),
+        "done": (False, True),
+    }
+    assert todo.diff(first, include_hidden=True)["secret"] == (None, "s3")
+    assert todo.previous_version().version == 2
+
+    # New changes continue the converted history.
+    todo.title = "Write all docs"
+    db.session.commit()
+    assert [snapshot.version for snapshot in todo.versions()] == [0, 1, 2, 3, 4]
+    assert todo.diff(last) == {"title": ("Write docs", "Write all docs")}
+
+
+def test_chunks_resume_without_duplicates_or_gaps(db, legacy):
+    first = HistoryModelDataConverter(legacy.Todo)
+    assert first.convert(db.session, limit=1) == 1
+    assert first.convert(db.session, limit=2) == 2
+    # A new converter (the old process was killed) skips what is done.
+    second = HistoryModelDataConverter(legacy.Todo)
+    assert second.convert(db.session, limit=2) == 1
+    assert second.convert(db.session, limit=2) == 0
+    assert HistoryModelDataConverter(legacy.Todo).convert_all(db.session) == 0
+    versions: dict[int, list[int]] = {}
+    for row in rows_of(db, "todo"):
+        versions.setdefault(row.key["id"], []).append(row.version)
+    assert versions == {1: [0, 1, 2, 3], 2: [0, 1, 2], 3: [0], 4: [0]}
+
+
+def test_a_failed_chunk_writes_nothing(db, legacy):
+    converter = HistoryModelDataConverter(legacy.Todo)
+    assert converter.convert(db.session, limit=1) == 1
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE todo_history SET change_info = '[1]' WHERE id = 2")
+    with pytest.raises(AttributeError):
+        converter.convert(db.session, limit=2)
+    db.session.rollback()
+    assert {row.key["id"] for row in activity_rows(db)} == {1}
+
+
+def test_update_adds_what_the_old_application_wrote_later(db, legacy):
+    converter = HistoryModelDataConverter(legacy.Todo)
+    converter.convert_all(db.session)
+    converted_at = datetime.now(UTC)
+    # The 0.1 application, still running, changes todo 4 twice and deletes todo 3.
+    run_sql(db, "after_conversion.sql")
+
+    later = HistoryModelDataConverter(legacy.Todo)
+    assert later.update(db.session, update_from=converted_at.isoformat()) == 3
+    assert [(row.version, row.data["title"]) for row in rows_of(db, "todo", id=4)] == [
+        (0, "New task"),
+        (1, "New task!"),
+        (2, "New task!!"),
+    ]
+    assert [(row.version, row.data["title"]) for row in rows_of(db, "todo", id=3)] == [
+        (0, "Old task"),
+        (1, "Old task"),
+    ]
+    assert later.update(db.session) == 0
+    assert len(activity_rows(db)) == 12
+
+
+@pytest.mark.parametrize(
+    "id_column", ["uuid", "id; DROP TABLE todo", ("id", "id"), ("id", "title"), 7]
+)
+def test_id_column_must_name_the_primary_key(db, legacy, id_column):
+    with pytest.raises(ChrononautException, match="does not name the primary key of Todo"):
+        HistoryModelDataConverter(legacy.Todo, id_column=id_column)
+
+
+def test_id_column_may_be_the_attribute_or_the_column_name(db, legacy):
+    for name in ("id", "gadget_id"):
+        assert HistoryModelDataConverter(legacy.Gadget, id_column=name)
+
+
+def test_malicious_history_table_name_fails_cleanly(db, legacy):
+    legacy.Legacy.__chrononaut_tablename__ = 'todo"; DROP TABLE todo; --'
+    converter = HistoryModelDataConverter(legacy.Legacy)
+    with pytest.raises(ChrononautException, match="does not exist"):
+        converter.convert(db.session)
+    db.session.rollback()
+    assert db.session.execute(select(func.count()).select_from(legacy.Todo)).scalar() == 3
+
+
+def test_missing_legacy_columns_are_named(db, legacy):
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE legacy_old DROP COLUMN changed")
+    with pytest.raises(ChrononautException, match="'legacy_old' lacks the column"):
+        HistoryModelDataConverter(legacy.Legacy).convert(db.session)
+
+
+def test_only_versioned_models_convert(db, legacy):
+    with pytest.raises(ChrononautException, match="is not a Versioned model"):
+        HistoryModelDataConverter(legacy.Note)
+
+
+def test_limit_must_be_positive(db, legacy):
+    with pytest.raises(ChrononautException, match="positive"):
+        HistoryModelDataConverter(legacy.Todo).convert(db.session, limit=0)
