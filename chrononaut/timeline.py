@@ -1,0 +1,250 @@
+"""History arranged for people to read: an object's timeline and the activity feed.
+
+The history viewer (:mod:`chrononaut.views`) and the ``flask chrononaut history`` and
+``activity`` commands show the same things, built here from the activity table.
+Hidden columns only ever appear by name: a value found under a hidden column (an old
+row written before the column was made hidden) is never passed on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import inspect, select
+
+from chrononaut.models import HistorySnapshot, activity_class_for
+from chrononaut.serialization import UTC, as_utc, serialize_value
+from chrononaut.versioned import VERSION_KEY, Versioned, VersionedColumns
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+HIDDEN_COLUMNS_KEY = "hidden_cols_changed"
+#: Shown in place of a hidden column's value, which is never stored.
+HIDDEN_MARKER = "changed (hidden)"
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One version of an object and what changed since the version before it.
+
+    :ivar snapshot: the version as recorded.
+    :ivar changes: ``{column: (before, after)}`` of the tracked columns; on the first
+        version every column is new, with ``None`` before.
+    :ivar hidden_changed: names of the hidden columns that changed in this version.
+    """
+
+    snapshot: HistorySnapshot
+    changes: dict[str, tuple[Any, Any]]
+    hidden_changed: tuple[str, ...]
+
+    @property
+    def version(self) -> int:
+        """The version number the object had in this state."""
+        return self.snapshot._version
+
+    @property
+    def changed(self) -> datetime:
+        """When the change was made, in UTC."""
+        return utc(self.snapshot.chrononaut_meta["changed"])
+
+    @property
+    def user_id(self) -> Any:
+        """Who made the change, as captured in ``user_info``."""
+        return self.snapshot.chrononaut_meta["user_info"].get("user_id")
+
+    @property
+    def remote_addr(self) -> Any:
+        """The address the change came from, as captured in ``user_info``."""
+        return self.snapshot.chrononaut_meta["user_info"].get("remote_addr")
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The extra change info (rationale and the like), without the hidden column list."""
+        return extra_of(self.snapshot)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Every tracked value of this version, hidden columns left out."""
+        hidden = hidden_columns(self.snapshot._model)
+        return {
+            column: value
+            for column, value in self.snapshot._data.items()
+            if column != VERSION_KEY and column not in hidden
+        }
+
+
+def utc(moment: datetime) -> datetime:
+    """Return ``moment`` in UTC; a naive datetime is taken to be UTC already."""
+    return as_utc(moment).astimezone(UTC)
+
+
+def table_name_of(model: type[Versioned]) -> str:
+    """Return the ``table_name`` that the activity rows of ``model`` carry."""
+    return VersionedColumns.of(inspect(model)).table_name
+
+
+def hidden_columns(model: type[Any] | None) -> frozenset[str]:
+    """Return the hidden column names of ``model`` (none when it is unknown)."""
+    return frozenset(getattr(model, "__chrononaut_hidden__", ()))
+
+
+def extra_of(snapshot: HistorySnapshot) -> dict[str, Any]:
+    """Return the extra change info of ``snapshot`` without the hidden column list."""
+    extra_info = snapshot.chrononaut_meta["extra_info"]
+    return {name: value for name, value in extra_info.items() if name != HIDDEN_COLUMNS_KEY}
+
+
+def parse_time(text: str) -> datetime:
+    """Read an ISO 8601 date or date and time; one without a time zone is taken as UTC.
+
+    :raises ValueError: ``text`` is not an ISO 8601 date or date and time.
+    """
+    try:
+        return as_utc(datetime.fromisoformat(text.strip()))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 date or time, such as 2024-05-01T12:30"
+        ) from None
+
+
+def parse_key(model: type[Versioned], text: str) -> dict[str, Any]:
+    """Read the primary key of an object of ``model`` as its activity rows store it.
+
+    ``text`` is either a JSON object naming every primary key attribute, such as
+    ``{"locale": "en", "slug": "intro"}``, or, for a single-column key, the bare value
+    (``42``). Text values are converted to the column's type, so ``"42"`` finds the
+    object whose integer key is 42.
+
+    :raises ValueError: ``text`` does not name exactly the key attributes, or a value
+        does not fit its column.
+    """
+    mapper = inspect(model)
+    names = VersionedColumns.of(mapper).primary_key
+    if text.lstrip().startswith("{"):
+        try:
+            given = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"the key {text!r} is not valid JSON: {error}") from None
+        if not isinstance(given, dict) or set(given) != set(names):
+            raise ValueError(
+                f"the key of {model.__name__} is a JSON object with the names "
+                f"{', '.join(names)}; got {text!r}"
+            )
+    elif len(names) == 1:
+        given = {names[0]: text}
+    else:
+        raise ValueError(
+            f"{model.__name__} has a composite key: give it as a JSON object with the "
+            f"names {', '.join(names)}"
+        )
+    return {name: _key_value(mapper, name, given[name]) for name in names}
+
+
+def _key_value(mapper: Any, name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    column = mapper.get_property(name).columns[0]
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        return value
+    if python_type is str:
+        return value
+    try:
+        return serialize_value(python_type(value))
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a valid {name} of {mapper.class_.__name__}") from None
+
+
+def format_key(key: dict[str, Any]) -> str:
+    """Write ``key`` the way :func:`parse_key` reads it back: the bare value for a
+    single-column key, else a JSON object."""
+    if len(key) == 1:
+        (value,) = key.values()
+        if not str(value).lstrip().startswith("{"):
+            return str(value)
+    return json.dumps(key)
+
+
+def object_timeline(
+    session: Session, model: type[Versioned], key: dict[str, Any]
+) -> list[TimelineEntry]:
+    """Return every version of the object of ``model`` with ``key``, oldest first.
+
+    It works for deleted objects as well, since it reads only the activity table.
+
+    :param key: the key as stored, for example from :func:`parse_key`.
+    """
+    activity = activity_class_for(model)
+    table_name = table_name_of(model)
+    rows = session.scalars(
+        select(activity)
+        .where(activity.table_name == table_name, activity.key == key)
+        .order_by(activity.changed, activity.id)
+    )
+    hidden = hidden_columns(model)
+    entries = []
+    previous: HistorySnapshot | None = None
+    for row in rows:
+        snapshot = HistorySnapshot.from_activity(row, model)
+        if previous is None:
+            changes = {
+                column: (None, value)
+                for column, value in snapshot._data.items()
+                if column != VERSION_KEY
+            }
+        else:
+            changes = previous.diff(snapshot)
+        hidden_changed = dict.fromkeys(
+            snapshot.chrononaut_meta["extra_info"].get(HIDDEN_COLUMNS_KEY, ())
+        )
+        for column in hidden & changes.keys():
+            del changes[column]
+            hidden_changed[column] = None
+        entries.append(TimelineEntry(snapshot, changes, tuple(hidden_changed)))
+        previous = snapshot
+    return entries
+
+
+def object_exists(session: Session, model: type[Versioned], key: dict[str, Any]) -> bool:
+    """Tell whether the object of ``model`` with ``key`` is still in the database."""
+    names = VersionedColumns.of(inspect(model)).primary_key
+    return session.get(model, tuple(key[name] for name in names)) is not None
+
+
+def activity_feed(
+    session: Session,
+    activity: type[Any],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    table_name: str | None = None,
+    user_id: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[HistorySnapshot]:
+    """Return recorded changes of every versioned model, newest first.
+
+    :param activity: the activity model (``db.activity_cls``).
+    :param since: only changes at or after this time.
+    :param until: only changes at or before this time.
+    :param table_name: only changes of this table.
+    :param user_id: only changes whose ``user_info`` names this user.
+    :param limit: at most this many changes.
+    :param offset: skip this many of the newest changes first (for paging).
+    """
+    query = select(activity)
+    if since is not None:
+        query = query.where(activity.changed >= as_utc(since))
+    if until is not None:
+        query = query.where(activity.changed <= as_utc(until))
+    if table_name is not None:
+        query = query.where(activity.table_name == table_name)
+    if user_id is not None:
+        query = query.where(activity.user_info["user_id"].astext == user_id)
+    query = query.order_by(activity.changed.desc(), activity.id.desc()).limit(limit).offset(offset)
+    return [HistorySnapshot.from_activity(row) for row in session.scalars(query)]

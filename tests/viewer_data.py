@@ -1,0 +1,50 @@
+"""History for the viewer and CLI tests, made by named users from known addresses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from flask_login import LoginManager, UserMixin, login_user
+
+from chrononaut import extra_change_info, rationale
+from tests.models import Models
+
+
+@dataclass
+class Editor(UserMixin):
+    id: int
+    email: str
+
+
+@contextmanager
+def acting_as(app: Flask, email: str, remote_addr: str) -> Iterator[None]:
+    """Run the block in a request from ``remote_addr`` by a Flask-Login user ``email``."""
+    if not hasattr(app, "login_manager"):
+        LoginManager(app)
+    with app.test_request_context(environ_base={"REMOTE_ADDR": remote_addr}):
+        login_user(Editor(id=1, email=email))
+        yield
+
+
+def todo_history(app: Flask, session: Any, models: Models) -> Any:
+    """A todo with four versions: created by ada, retitled by grace with a rationale,
+    its hidden secret changed by ada, then marked done with extra change info.
+    """
+    with acting_as(app, "ada@example.org", "10.0.0.1"):
+        todo = models.Todo(title="Draft", text="first", secret="hunter2")
+        session.add(todo)
+        session.commit()
+    with acting_as(app, "grace@example.org", "10.0.0.2"), rationale("clearer title"):
+        todo.title = "Final"
+        session.commit()
+    with acting_as(app, "ada@example.org", "10.0.0.1"):
+        todo.secret = "correct horse"
+        session.commit()
+    with acting_as(app, "grace@example.org", "10.0.0.2"), extra_change_info(ticket="T-7"):
+        todo.done = True
+        session.commit()
+    return todo
