@@ -100,7 +100,8 @@ def history_command(model_name: str, key: str) -> None:
         heading = [f"Version {entry.version}", f"{utc(entry.changed):%Y-%m-%d %H:%M:%S} UTC"]
         heading += [str(part) for part in (entry.user_id, entry.remote_addr) if part]
         heading += [f"{name}: {_cell(value)}" for name, value in entry.extra.items()]
-        table = Table(title=Text(" | ".join(heading)), title_justify="left")
+        console.print(Text(" | ".join(heading), style="bold"))
+        table = Table()
         table.add_column("Column")
         table.add_column("Before")
         table.add_column("After")

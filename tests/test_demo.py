@@ -1,0 +1,64 @@
+"""``python -m chrononaut.demo``: started, used and stopped as a separate process."""
+
+from __future__ import annotations
+
+import signal
+from http.cookiejar import CookieJar
+from urllib.error import HTTPError
+from urllib.request import HTTPCookieProcessor, Request, build_opener
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.demo_process import servers_under, start_demo, stop_demo
+
+
+def test_demo_on_an_embedded_server_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
+    process, url, _ = start_demo(tmp_path)
+    try:
+        assert servers_under(tmp_path), "the embedded server should run under TMPDIR"
+        browser = build_opener(HTTPCookieProcessor(CookieJar()))
+        landing = browser.open(url).read().decode()
+        assert "What this demo shows" in landing
+        with pytest.raises(HTTPError) as forbidden:
+            browser.open(url + "history/activity")
+        assert forbidden.value.code == 403
+
+        browser.open(Request(url + "sign-in", data=b"", method="POST"))
+        person = browser.open(url + "history/objects/Person?key=1").read().decode()
+        assert "yearly password rotation" in person
+        assert "changed (hidden)" in person
+        assert "pbkdf2:rotated" not in person
+        feed = browser.open(url + "history/activity").read().decode()
+        assert feed.count('<td class="version">') == 10
+        assert 'rel="next"' in feed
+    finally:
+        output = stop_demo(process, signal.SIGINT)
+    assert process.returncode == 0, output
+    assert "Stopped." in output
+    assert servers_under(tmp_path) == []
+    assert list(tmp_path.glob("chrononaut-demo-*")) == []  # its data directory is gone too
+
+
+def test_demo_on_a_given_database_seeds_it_once_and_stops_on_sigterm(tmp_path, database_url):
+    given = database_url.render_as_string(hide_password=False)
+    for run in range(2):
+        process, _, started = start_demo(tmp_path, "--database-url", given)
+        output = stop_demo(process, signal.SIGTERM)
+        assert process.returncode == 0, output
+        assert ("demo data already" in started) == (run == 1)
+    assert servers_under(tmp_path) == []
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            count = connection.execute(
+                text("SELECT table_name, count(*) FROM chrononaut_activity GROUP BY table_name")
+            )
+            assert dict(count.all()) == {"demo_person": 5, "demo_document": 13}
+            hidden = connection.execute(
+                text("SELECT count(*) FROM chrononaut_activity WHERE data ? 'password_hash'")
+            )
+            assert hidden.scalar() == 0
+    finally:
+        engine.dispose()
