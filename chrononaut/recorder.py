@@ -29,8 +29,17 @@ from chrononaut.change_info import (
 from chrononaut.exceptions import ChrononautException
 from chrononaut.models import activity_class_for
 from chrononaut.serialization import UTC
-from chrononaut.session import VersionedSession
-from chrononaut.unsafe import ensure_history_deletion_allowed, versioning_suppressed
+from chrononaut.session import (
+    VersionedSession,
+    history_tables,
+    refuse_unrecorded_statement,
+    versioned_tables,
+)
+from chrononaut.unsafe import (
+    ensure_history_change_allowed,
+    ensure_history_deletion_allowed,
+    versioning_suppressed,
+)
 from chrononaut.versioned import VERSION_KEY, Versioned, VersionedColumns
 
 _FLUSH_KEY = "chrononaut.flush"
@@ -106,8 +115,9 @@ def _require_change_info(target: object) -> None:
         )
 
 
-def _check_versions(mapper: Mapper[Any], class_: type[Any]) -> None:
-    """Make ``version`` the mapper's version counter, so that SQLAlchemy checks it.
+def _configure_versioned_mapper(mapper: Mapper[Any], class_: type[Any]) -> None:
+    """Note the mapper's table as versioned, and make ``version`` the mapper's version
+    counter, so that SQLAlchemy checks it.
 
     Every UPDATE and DELETE of the row then carries ``WHERE version = <the version
     this session read>``; when another transaction changed or deleted the row in the
@@ -116,6 +126,7 @@ def _check_versions(mapper: Mapper[Any], class_: type[Any]) -> None:
     tracked and hidden changes bump it. Inheriting mappers copy the setting, and a
     ``version_id_col`` the model configured itself is left alone.
     """
+    versioned_tables.add(mapper.local_table)  # type: ignore[arg-type]
     if mapper.version_id_col is None and VERSION_KEY in mapper.columns:
         mapper.version_id_col = mapper.columns[VERSION_KEY]
         mapper.version_id_generator = False
@@ -272,14 +283,19 @@ def _refuse_history_delete(mapper: Mapper[Any], connection: Any, target: Any) ->
     ensure_history_deletion_allowed()
 
 
+def _refuse_history_update(mapper: Mapper[Any], connection: Any, target: Any) -> None:
+    ensure_history_change_allowed()
+
+
 _SESSION_LISTENERS = (
     ("before_flush", _start_flush),
     ("after_flush", _write_activity),
     ("after_commit", _forget_recorded_appended_info),
     ("after_rollback", _discard_flush_state),
+    ("do_orm_execute", refuse_unrecorded_statement),
 )
 _MAPPER_LISTENERS = (
-    (Versioned, "after_mapper_constructed", _check_versions),
+    (Versioned, "after_mapper_constructed", _configure_versioned_mapper),
     (Versioned, "before_insert", _record_insert),
     (Versioned, "before_update", _record_update),
     (Versioned, "before_delete", _record_delete),
@@ -291,8 +307,8 @@ _MAPPER_LISTENERS = (
 def listen(activity_class: type[Any]) -> None:
     """Register the history listeners; safe to call more than once.
 
-    :param activity_class: the activity model whose rows must never be deleted outside
-        ``suppress_versioning(allow_deleting_history=True)``.
+    :param activity_class: the activity model whose rows must never be changed or
+        deleted outside ``suppress_versioning(allow_deleting_history=True)``.
     """
     if not event.contains(VersionedSession, "before_flush", _start_flush):
         for name, session_listener in _SESSION_LISTENERS:
@@ -301,3 +317,5 @@ def listen(activity_class: type[Any]) -> None:
             event.listen(mixin, name, mapper_listener, propagate=True)
     if not event.contains(activity_class, "before_delete", _refuse_history_delete):
         event.listen(activity_class, "before_delete", _refuse_history_delete)
+        event.listen(activity_class, "before_update", _refuse_history_update)
+        history_tables.add(activity_class.__table__)

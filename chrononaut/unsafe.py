@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from flask import g, has_app_context
 
-from chrononaut.exceptions import ChrononautException
+from chrononaut.exceptions import ChrononautException, ProtectedHistoryError
 
 _SUPPRESS_KEY = "_chrononaut_suppress_versioning"
 _ALLOW_DELETE_KEY = "_chrononaut_allow_deleting_history"
@@ -52,10 +52,22 @@ def history_deletion_allowed() -> bool:
 def ensure_history_deletion_allowed() -> None:
     """Refuse to delete history outside ``suppress_versioning(allow_deleting_history=True)``.
 
-    :raises ChrononautException: no such block is open.
+    :raises ProtectedHistoryError: no such block is open.
     """
     if not history_deletion_allowed():
-        raise ChrononautException(
+        raise ProtectedHistoryError(
             "History records cannot be deleted. Delete them inside "
+            "`suppress_versioning(allow_deleting_history=True)`, committing in the block."
+        )
+
+
+def ensure_history_change_allowed() -> None:
+    """Refuse to change history outside ``suppress_versioning(allow_deleting_history=True)``.
+
+    :raises ProtectedHistoryError: no such block is open.
+    """
+    if not history_deletion_allowed():
+        raise ProtectedHistoryError(
+            "History records cannot be changed. Change them inside "
             "`suppress_versioning(allow_deleting_history=True)`, committing in the block."
         )
