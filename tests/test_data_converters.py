@@ -6,8 +6,9 @@ snapshots that data must turn into (the mapping of ``docs/migration.rst``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import pytest
@@ -288,7 +289,7 @@ def test_a_failed_chunk_writes_nothing(db, legacy):
     assert converter.convert(db.session, limit=1) == 1
     with db.engine.begin() as connection:
         connection.exec_driver_sql("UPDATE todo_history SET change_info = '[1]' WHERE id = 2")
-    with pytest.raises(AttributeError):
+    with pytest.raises(ChrononautException, match=r"must be a JSON object or NULL, not \[1\]"):
         converter.convert(db.session, limit=2)
     db.session.rollback()
     assert {row.key["id"] for row in activity_rows(db)} == {1}
@@ -353,3 +354,68 @@ def test_only_versioned_models_convert(db, legacy):
 def test_limit_must_be_positive(db, legacy):
     with pytest.raises(ChrononautException, match="positive"):
         HistoryModelDataConverter(legacy.Todo).convert(db.session, limit=0)
+
+
+BULK_LEGACY_SQL = """
+-- 20,000 todos (ids 11 to 20010) with five 0.1 history rows each (100,000 rows);
+-- every fifth is deleted.
+INSERT INTO todo_history (id, title, done, version, changed, change_info)
+SELECT object_id, 'todo ' || object_id || ' v' || version, false, version,
+       timestamp '2020-01-01' + object_id * interval '1 minute' + version * interval '1 hour',
+       jsonb_build_object('user_id', 'user' || version, 'extra', jsonb_build_object('n', version))
+FROM generate_series(11, 20010) AS object_id, generate_series(0, 4) AS version;
+INSERT INTO todo (id, title, done, version)
+SELECT object_id, 'todo ' || object_id || ' v5', true, 5
+FROM generate_series(11, 20010) AS object_id
+WHERE mod(object_id, 5) <> 0;
+"""
+
+
+@pytest.mark.parametrize("models", ["classic"], indirect=True)
+def test_100000_legacy_rows_in_chunks(db, legacy, record_property, capsys):
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql(BULK_LEGACY_SQL)
+    converter = HistoryModelDataConverter(legacy.Todo)
+    assert converter.count(db.session) == 20004
+    started = perf_counter()
+    chunks = []
+    while converted := converter.convert(db.session, limit=5000):
+        chunks.append(converted)
+    seconds = perf_counter() - started
+    assert chunks == [5000, 5000, 5000, 5000, 4]
+
+    activity = db.activity_cls.__table__
+    per_version = db.session.execute(
+        select(activity.c.version, func.count(), func.count(func.distinct(activity.c.key)))
+        .where(activity.c.table_name == "todo", activity.c.key["id"].as_integer() > 10)
+        .group_by(activity.c.version)
+        .order_by(activity.c.version)
+    ).all()
+    assert per_version == [(version, 20000, 20000) for version in range(6)]
+
+    def object_rows(todo_id):
+        return db.session.execute(
+            select(activity)
+            .where(activity.c.table_name == "todo", activity.c.key == {"id": todo_id})
+            .order_by(activity.c.id)
+        ).all()
+
+    deleted = object_rows(20010)
+    replaced_at = at("2020-01-01") + timedelta(minutes=20010)
+    assert [
+        (row.version, row.changed, row.data["title"], row.extra_info) for row in deleted[-3:]
+    ] == [
+        (3, replaced_at + timedelta(hours=2), "todo 20010 v3", {"n": 2}),
+        (4, replaced_at + timedelta(hours=3), "todo 20010 v4", {"n": 3}),
+        (5, replaced_at + timedelta(hours=4), "todo 20010 v4", {"n": 4}),
+    ]
+    live = object_rows(20009)[-1]
+    assert (live.version, live.data["title"], live.data["done"]) == (5, "todo 20009 v5", True)
+
+    rate = 100000 / seconds
+    record_property("legacy_rows_per_second", round(rate))
+    with capsys.disabled():
+        print(
+            f"\nconverted 100,000 legacy rows (120,000 snapshots) in {seconds:.1f} s: "
+            f"{rate:,.0f} rows/s"
+        )
