@@ -17,8 +17,13 @@ import psutil
 START_TIMEOUT = 180
 
 
-def start_demo(temp_dir: Path, *args: str) -> tuple[subprocess.Popen[str], str, str]:
+def start_demo(
+    temp_dir: Path, *args: str, ignore_sigint: bool = False
+) -> tuple[subprocess.Popen[str], str, str]:
     """Start the demo on a free port with its temporary files under ``temp_dir``.
+
+    ``ignore_sigint`` starts it the way a shell starts a background job, with SIGINT
+    ignored.
 
     :return: the process, the URL it printed, and what it printed before the URL.
     """
@@ -28,6 +33,9 @@ def start_demo(temp_dir: Path, *args: str) -> tuple[subprocess.Popen[str], str, 
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "TMPDIR": str(temp_dir)},
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        if ignore_sigint
+        else None,
     )
     watchdog = threading.Timer(START_TIMEOUT, process.kill)
     watchdog.start()

@@ -40,11 +40,14 @@ def test_demo_on_an_embedded_server_serves_and_stops_cleanly_on_ctrl_c(tmp_path)
     assert list(tmp_path.glob("chrononaut-demo-*")) == []  # its data directory is gone too
 
 
-def test_demo_on_a_given_database_seeds_it_once_and_stops_on_sigterm(tmp_path, database_url):
+def test_demo_on_a_given_database_seeds_it_once_and_stops_on_signals(tmp_path, database_url):
     given = database_url.render_as_string(hide_password=False)
-    for run in range(2):
-        process, _, started = start_demo(tmp_path, "--database-url", given)
-        output = stop_demo(process, signal.SIGTERM)
+    # The second start is a shell's background job, which inherits SIGINT ignored.
+    for run, signum in enumerate((signal.SIGTERM, signal.SIGINT)):
+        process, _, started = start_demo(
+            tmp_path, "--database-url", given, ignore_sigint=signum == signal.SIGINT
+        )
+        output = stop_demo(process, signum)
         assert process.returncode == 0, output
         assert ("demo data already" in started) == (run == 1)
     assert servers_under(tmp_path) == []

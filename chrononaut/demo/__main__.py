@@ -17,6 +17,8 @@ from chrononaut.demo.models import db
 
 def _stop(signum: int, frame: FrameType | None) -> None:
     # SIGTERM takes the same way out as Ctrl-C, so the database server is stopped too.
+    # SIGINT gets this handler as well: a shell starting the demo in the background
+    # ignores SIGINT for it, and Python then leaves Ctrl-C ignored.
     raise KeyboardInterrupt
 
 
@@ -38,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         "--port", type=int, default=5000, help="port to serve on, 0 for any free one (%(default)s)"
     )
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop)
     try:
         with ExitStack() as cleanup:
             if args.database_url:
