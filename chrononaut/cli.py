@@ -12,7 +12,10 @@ from flask.cli import AppGroup
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy import inspect as sql_inspect
 
+from chrononaut.data_converters import HistoryModelDataConverter
+from chrononaut.exceptions import ChrononautException
 from chrononaut.timeline import (
     HIDDEN_MARKER,
     activity_feed,
@@ -161,3 +164,43 @@ def activity_command(
     console = Console(highlight=False)
     console.print(table)
     console.print(f"{len(changes)} change{'' if len(changes) == 1 else 's'} shown.")
+
+
+@chrononaut_cli.command("convert")
+@click.argument("model_name", metavar="MODEL")
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=1),
+    default=10000,
+    show_default=True,
+    help="Objects converted per transaction.",
+)
+def convert_command(model_name: str, chunk: int) -> None:
+    """Move the Chrononaut 0.1 history of MODEL into chrononaut_activity.
+
+    Each chunk of objects is committed on its own; objects that already have their
+    versions are skipped, so the command can be run again after an interruption.
+    """
+    model = versioned_model(model_name)
+    key_names = [column.name for column in sql_inspect(model).primary_key]
+    converter = HistoryModelDataConverter(model, id_column=key_names)
+    session = extension().session
+    converted = 0
+    try:
+        total = converter.count(session)
+        with click.progressbar(length=total, label=f"Converting {model.__name__}") as progress:
+            while True:
+                seen = converter.objects_seen
+                chunk_converted = converter.convert(session, limit=chunk)
+                progress.update(converter.objects_seen - seen)
+                if not chunk_converted:
+                    break
+                converted += chunk_converted
+    except ChrononautException as error:
+        session.rollback()
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"{model.__name__}: {converted} of {total} objects converted, "
+        f"{converter.snapshots_written} snapshots written "
+        f"(from {', '.join(converter.legacy_table_names)})."
+    )

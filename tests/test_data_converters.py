@@ -7,50 +7,27 @@ snapshots that data must turn into (the mapping of ``docs/migration.rst``).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from time import perf_counter
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from chrononaut import ChrononautException, Versioned
+from chrononaut import ChrononautException
 from chrononaut.data_converters import HistoryModelDataConverter
 from chrononaut.serialization import UTC
 from tests.activity import activity_rows, rows_of
-
-LEGACY_SQL = Path(__file__).parent / "legacy"
+from tests.legacy import load_legacy, run_sql
 
 
 def at(text_value: str) -> datetime:
     return datetime.fromisoformat(text_value).replace(tzinfo=UTC)
 
 
-def define_ticket(db: Any) -> Any:
-    """A model with a text key named ``uuid`` and a ``created_at`` column."""
-
-    class Ticket(db.Model, Versioned):
-        __tablename__ = "ticket"
-        uuid = db.Column(db.Text, primary_key=True)
-        title = db.Column(db.Text)
-        created_at = db.Column(db.DateTime(timezone=True))
-
-    return Ticket
-
-
-def run_sql(db: Any, name: str) -> None:
-    with db.engine.begin() as connection:
-        connection.exec_driver_sql((LEGACY_SQL / name).read_text())
-
-
 @pytest.fixture
 def legacy(db, models):
     """The test models plus Ticket, with 0.1 history tables and the data of data.sql."""
-    models.Ticket = define_ticket(db)
-    db.create_all()
-    run_sql(db, "schema.sql")
-    run_sql(db, "data.sql")
-    return models
+    return load_legacy(db, models)
 
 
 def snapshots(db: Any, table_name: str, **key: Any) -> list[tuple[Any, ...]]:
