@@ -156,6 +156,7 @@ def test_the_timeline_shows_each_version_with_a_side_by_side_diff(browser, demo,
     ]
     assert "ticket\nDOC-7" in css(browser, "#v2")[0].text
     browser.save_screenshot(str(screenshots / "viewer-timeline.png"))
+    assert (screenshots / "viewer-timeline.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_hidden_columns_are_marked_but_never_shown(browser, demo, screenshots):
