@@ -55,7 +55,10 @@ def history_blueprint(
     :param name: the blueprint name, for registering more than one viewer.
     :param per_page: how many changes one page of the activity feed shows.
     :return: a blueprint to pass to :meth:`flask.Flask.register_blueprint`.
+    :raises ValueError: ``per_page`` is less than 1.
     """
+    if per_page < 1:
+        raise ValueError(f"per_page must be at least 1, not {per_page}")
     blueprint = Blueprint(
         name,
         __name__,

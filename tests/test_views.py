@@ -49,6 +49,11 @@ def test_the_permission_callback_decides_each_request(app, db, session, models):
     assert client.get("/history/static/viewer.css").status_code == 200
 
 
+def test_a_page_size_below_one_is_refused():
+    with pytest.raises(ValueError, match="per_page must be at least 1, not 0"):
+        history_blueprint(lambda: True, per_page=0)
+
+
 def test_index_lists_the_versioned_models(client):
     page = text_of(client.get("/history/"))
     assert "Todo table todo" in page
