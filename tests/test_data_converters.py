@@ -6,7 +6,11 @@ snapshots that data must turn into (the mapping of ``docs/migration.rst``).
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from time import perf_counter
 from typing import Any
 
@@ -333,25 +337,27 @@ def test_limit_must_be_positive(db, legacy):
         HistoryModelDataConverter(legacy.Todo).convert(db.session, limit=0)
 
 
-BULK_LEGACY_SQL = """
--- 20,000 todos (ids 11 to 20010) with five 0.1 history rows each (100,000 rows);
--- every fifth is deleted.
-INSERT INTO todo_history (id, title, done, version, changed, change_info)
-SELECT object_id, 'todo ' || object_id || ' v' || version, false, version,
-       timestamp '2020-01-01' + object_id * interval '1 minute' + version * interval '1 hour',
-       jsonb_build_object('user_id', 'user' || version, 'extra', jsonb_build_object('n', version))
-FROM generate_series(11, 20010) AS object_id, generate_series(0, 4) AS version;
-INSERT INTO todo (id, title, done, version)
-SELECT object_id, 'todo ' || object_id || ' v5', true, 5
-FROM generate_series(11, 20010) AS object_id
-WHERE mod(object_id, 5) <> 0;
-"""
+def bulk_legacy_sql(objects: int) -> str:
+    """``objects`` todos (ids from 11) with five 0.1 history rows each; every fifth of
+    them is deleted."""
+    return f"""
+    INSERT INTO todo_history (id, title, done, version, changed, change_info)
+    SELECT object_id, 'todo ' || object_id || ' v' || version, false, version,
+           timestamp '2020-01-01' + object_id * interval '1 minute' + version * interval '1 hour',
+           jsonb_build_object('user_id', 'user' || version,
+                              'extra', jsonb_build_object('n', version))
+    FROM generate_series(11, {10 + int(objects)}) AS object_id, generate_series(0, 4) AS version;
+    INSERT INTO todo (id, title, done, version)
+    SELECT object_id, 'todo ' || object_id || ' v5', true, 5
+    FROM generate_series(11, {10 + int(objects)}) AS object_id
+    WHERE mod(object_id, 5) <> 0;
+    """
 
 
 @pytest.mark.parametrize("models", ["classic"], indirect=True)
 def test_100000_legacy_rows_in_chunks(db, legacy, record_property, capsys):
     with db.engine.begin() as connection:
-        connection.exec_driver_sql(BULK_LEGACY_SQL)
+        connection.exec_driver_sql(bulk_legacy_sql(20000))
     converter = HistoryModelDataConverter(legacy.Todo)
     assert converter.count(db.session) == 20004
     started = perf_counter()
@@ -396,3 +402,53 @@ def test_100000_legacy_rows_in_chunks(db, legacy, record_property, capsys):
             f"\nconverted 100,000 legacy rows (120,000 snapshots) in {seconds:.1f} s: "
             f"{rate:,.0f} rows/s"
         )
+
+
+KILLED_CONVERTER = """
+import sys
+
+from flask import Flask
+
+from chrononaut import VersionedSQLAlchemy
+from chrononaut.data_converters import HistoryModelDataConverter
+from tests.models import define_models
+
+app = Flask(__name__)
+app.config["SQLALCHEMY_DATABASE_URI"] = sys.argv[1]
+db = VersionedSQLAlchemy(app)
+models = define_models(db, "classic")
+with app.app_context():
+    converter = HistoryModelDataConverter(models.Todo)
+    while converter.convert(db.session, limit=200):
+        print("chunk", flush=True)
+"""
+
+
+@pytest.mark.parametrize("models", ["classic"], indirect=True)
+def test_a_killed_conversion_resumes_without_duplicates_or_gaps(db, legacy, database_url):
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql(bulk_legacy_sql(4000))
+    url = database_url.render_as_string(hide_password=False)
+    with subprocess.Popen(
+        [sys.executable, "-c", KILLED_CONVERTER, url],
+        cwd=Path(__file__).parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert [child.stdout.readline() for _ in range(3)] == ["chunk\n"] * 3
+        child.send_signal(signal.SIGKILL)
+    assert child.returncode == -signal.SIGKILL
+    converted_before = {row.key["id"] for row in activity_rows(db)}
+    assert 600 <= len(converted_before) < 4004
+
+    converter = HistoryModelDataConverter(legacy.Todo)
+    assert converter.convert_all(db.session, limit=1000) == 4004 - len(converted_before)
+    activity = db.activity_cls.__table__
+    versions = db.session.execute(
+        select(activity.c.key["id"].as_integer(), func.array_agg(activity.c.version))
+        .where(activity.c.table_name == "todo")
+        .group_by(activity.c.key["id"].as_integer())
+    ).all()
+    expected = {1: [0, 1, 2, 3], 2: [0, 1, 2], 3: [0], 4: [0]}
+    expected.update({todo_id: list(range(6)) for todo_id in range(11, 4011)})
+    assert {todo_id: sorted(object_versions) for todo_id, object_versions in versions} == expected
