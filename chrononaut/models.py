@@ -16,6 +16,7 @@ from chrononaut.exceptions import (
     HiddenAttributeError,
     UntrackedAttributeError,
 )
+from chrononaut.serialization import deserialize_value
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -200,6 +201,48 @@ class HistorySnapshot:
             if old != new:
                 changes[column] = (old, new)
         return changes
+
+    def typed_data(self) -> dict[str, Any]:
+        """Return the stored values as the Python values of the model's columns.
+
+        Each value is read back with :func:`~chrononaut.serialization.deserialize_value`
+        for the type of the model's column of that name, so a ``Numeric`` column gives a
+        ``Decimal`` and an ``Enum`` column its member. Values of attributes the model no
+        longer has are returned as stored.
+
+        .. versionadded:: 0.6
+
+        :return: ``{attribute: value}`` for every stored attribute, ``version`` included.
+        :raises ChrononautException: the snapshot was built without its model.
+        """
+        model = self._model
+        if model is None:
+            raise ChrononautException("This snapshot does not know its model to type its data.")
+        columns = inspect(model).columns
+        return {
+            name: deserialize_value(value, columns[name].type) if name in columns else value
+            for name, value in self._data.items()
+        }
+
+    def reify(self) -> Any:
+        """Return a new instance of the model that holds this snapshot's values.
+
+        The instance is transient: it belongs to no session and writes nothing unless you
+        add it to one. Hidden and untracked attributes, and attributes the model no
+        longer has, are left out; relationships are empty.
+
+        .. versionadded:: 0.6
+
+        :return: an instance of the snapshot's model with :meth:`typed_data` set on it.
+        :raises ChrononautException: the snapshot was built without its model.
+        """
+        values = self.typed_data()
+        mapper = inspect(self._model)
+        instance = mapper.class_manager.new_instance()
+        for name, value in values.items():
+            if name in mapper.columns:
+                setattr(instance, name, value)
+        return instance
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, HistorySnapshot):
