@@ -193,6 +193,19 @@ def test_composite_keys(db, legacy):
     assert [row.version for row in rows_of(db, "translation", locale="en", slug="hello")] == [0]
 
 
+def test_composite_keys_in_any_order(db, legacy):
+    converter = HistoryModelDataConverter(legacy.Translation, id_column=["slug", "locale"])
+    assert converter.convert(db.session, limit=1) == 1
+    assert converter.convert(db.session, limit=5) == 2
+    assert [(row.key, row.data["text"]) for row in rows_of(db, "translation")] == [
+        ({"locale": "de", "slug": "bye"}, "Tschuess"),
+        ({"locale": "de", "slug": "bye"}, "Tschuess"),
+        ({"locale": "de", "slug": "hello"}, "Tag"),
+        ({"locale": "de", "slug": "hello"}, "Hallo"),
+        ({"locale": "en", "slug": "hello"}, "Hello"),
+    ]
+
+
 def test_joined_inheritance_converts_through_the_mapper_chain(db, legacy):
     assert HistoryModelDataConverter(legacy.Dog).convert_all(db.session) == 1
     dog = {"id": 1, "kind": "dog"}
