@@ -311,6 +311,28 @@ def test_update_adds_what_the_old_application_wrote_later(db, legacy):
     assert len(activity_rows(db)) == 12
 
 
+def test_update_finds_new_objects_by_created_at(db, legacy):
+    converter = HistoryModelDataConverter(legacy.Ticket, id_column="uuid")
+    converter.convert_all(db.session)
+    converted_at = datetime.now(UTC)
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO ticket (uuid, title, created_at, version)"
+            " VALUES ('d-5a5a', 'Created later', now(), 0)"
+        )
+        # Created before the conversion started, but missed by it: outside the window.
+        connection.exec_driver_sql(
+            "INSERT INTO ticket (uuid, title, created_at, version)"
+            " VALUES ('0-early', 'Missed', timestamptz '2022-01-01 00:00+00', 0)"
+        )
+    assert converter.update(db.session, update_from=converted_at) == 1
+    assert [row.data["title"] for row in rows_of(db, "ticket", uuid="d-5a5a")] == ["Created later"]
+    assert rows_of(db, "ticket", uuid="0-early") == []
+    # Without a time, update looks at everything.
+    assert converter.update(db.session) == 1
+    assert [row.data["title"] for row in rows_of(db, "ticket", uuid="0-early")] == ["Missed"]
+
+
 @pytest.mark.parametrize(
     "id_column", ["uuid", "id; DROP TABLE todo", ("id", "id"), ("id", "title"), 7]
 )
@@ -338,6 +360,16 @@ def test_missing_legacy_columns_are_named(db, legacy):
         connection.exec_driver_sql("ALTER TABLE legacy_old DROP COLUMN changed")
     with pytest.raises(ChrononautException, match="'legacy_old' lacks the column"):
         HistoryModelDataConverter(legacy.Legacy).convert(db.session)
+
+
+def test_a_column_the_legacy_table_lacks_is_recorded_as_null(db, legacy):
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE legacy_old DROP COLUMN name")
+    HistoryModelDataConverter(legacy.Legacy).convert_all(db.session)
+    assert [row.data for row in rows_of(db, "legacy")] == [
+        {"id": 1, "name": None, "version": 0},
+        {"id": 1, "name": "new name", "version": 1},
+    ]
 
 
 def test_only_versioned_models_convert(db, legacy):
