@@ -27,7 +27,7 @@ FULL = worker.Sizes(
     objects=10_000, updates=5, batch=100, reads=200, history_rows=1_000_000, deep_versions=1000
 )
 QUICK = worker.Sizes(
-    objects=300, updates=2, batch=100, reads=20, history_rows=20_000, deep_versions=50
+    objects=100, updates=1, batch=100, reads=10, history_rows=5_000, deep_versions=20
 )
 
 
