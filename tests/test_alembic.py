@@ -36,11 +36,32 @@ from alembic import context
 
 from {APP_MODULE} import app, db
 
+# The hook of docs/migration.rst, or None.
+LEGACY_HISTORY_TABLES = {{"invoice_history"}}
+
+
+def keep_legacy_history(object_, name, type_, reflected, compare_to):
+    return not (type_ == "table" and name in LEGACY_HISTORY_TABLES)
+
+
 with app.app_context(), db.engine.connect() as connection:
-    context.configure(connection=connection, target_metadata=db.metadata)
+    context.configure(
+        connection=connection, target_metadata=db.metadata, include_object=INCLUDE_OBJECT
+    )
     with context.begin_transaction():
         context.run_migrations()
 """
+
+
+def write_env(config: Config, include_object: str) -> None:
+    env = Path(config.get_main_option("script_location")) / "env.py"
+    env.write_text(ENV_SOURCE.replace("INCLUDE_OBJECT", include_object))
+
+
+def new_script(config: Config) -> str:
+    """Autogenerate a revision and return its source."""
+    script = command.revision(config, message="history", autogenerate=True)
+    return Path(script.path).read_text()
 
 
 @pytest.fixture
@@ -53,7 +74,7 @@ def alembic_env(tmp_path, database_url, monkeypatch):
     config = Config(str(tmp_path / "alembic.ini"))
     command.init(config, str(tmp_path / "migrations"))
     config.set_main_option("script_location", str(tmp_path / "migrations"))
-    (tmp_path / "migrations" / "env.py").write_text(ENV_SOURCE)
+    write_env(config, "None")
     yield config
     app_module = sys.modules.pop(APP_MODULE, None)
     if app_module is not None:
@@ -62,9 +83,7 @@ def alembic_env(tmp_path, database_url, monkeypatch):
 
 
 def test_autogenerate_creates_the_activity_table_and_its_indexes(alembic_env, database_url):
-    command.revision(alembic_env, message="history", autogenerate=True)
-    [script] = (Path(alembic_env.get_main_option("script_location")) / "versions").glob("*.py")
-    source = script.read_text()
+    source = new_script(alembic_env)
 
     app_module = sys.modules[APP_MODULE]
     activity = app_module.db.metadata.tables["chrononaut_activity"]
@@ -95,5 +114,44 @@ def test_autogenerate_creates_the_activity_table_and_its_indexes(alembic_env, da
             # Nothing is left for the next autogenerate to find.
             context = MigrationContext.configure(connection)
             assert compare_metadata(context, app_module.db.metadata) == []
+    finally:
+        engine.dispose()
+
+
+LEGACY_SCHEMA = """
+CREATE TABLE invoice (id integer PRIMARY KEY, total numeric(10, 2), version integer);
+CREATE TABLE invoice_history (
+    id integer NOT NULL,
+    total numeric(10, 2),
+    version integer NOT NULL,
+    changed timestamp without time zone,
+    change_info jsonb,
+    PRIMARY KEY (id, version)
+);
+"""
+
+
+def test_upgrading_from_0_1_keeps_the_history_tables_with_include_object(alembic_env, database_url):
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(LEGACY_SCHEMA)
+        # What the migration page warns about: left alone, autogenerate drops them.
+        unguarded = new_script(alembic_env)
+        assert "op.drop_table('invoice_history')" in unguarded
+        for script in (Path(alembic_env.get_main_option("script_location")) / "versions").glob(
+            "*.py"
+        ):
+            script.unlink()
+
+        write_env(alembic_env, "keep_legacy_history")
+        guarded = new_script(alembic_env)
+        assert "op.create_table('chrononaut_activity'" in guarded
+        assert "invoice_history" not in guarded
+        command.upgrade(alembic_env, "head")
+        with engine.connect() as connection:
+            assert {"chrononaut_activity", "invoice_history"} <= set(
+                inspect(connection).get_table_names()
+            )
     finally:
         engine.dispose()
