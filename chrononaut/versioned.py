@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, overload
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Integer, Select, inspect, select
+from sqlalchemy import Integer, Select, Table, bindparam, inspect, select
 from sqlalchemy.orm import Mapped, Mapper, Query, declared_attr, mapped_column, object_session
 
 from chrononaut.change_info import ChangeInfoMixin
@@ -68,6 +68,49 @@ class VersionedColumns:
 _columns_by_mapper: WeakKeyDictionary[Mapper[Any], VersionedColumns] = WeakKeyDictionary()
 
 
+@dataclass(frozen=True)
+class HistoryStatements:
+    """The selects the read helpers run against one activity table, built once.
+
+    Each takes the object's ``table_name`` and ``key`` (and ``at`` or ``version``) as
+    bound parameters. Reusing one statement object spares SQLAlchemy building the
+    expression and its cache key on every call, which took as long as the query itself.
+    All of them match the ``ix_chrononaut_activity_table_name_key_changed`` index.
+    """
+
+    rows: Select[Any]
+    versions: Select[Any]
+    newest: Select[Any]
+    newest_at: Select[Any]
+    newest_below: Select[Any]
+
+    @classmethod
+    def of(cls, table: Table) -> HistoryStatements:
+        """Return the (cached) statements of the activity table ``table``."""
+        statements = _statements_by_table.get(table)
+        if statements is None:
+            c = table.c
+            rows = select(table).where(
+                c.table_name == bindparam("table_name", type_=c.table_name.type),
+                c.key == bindparam("key", type_=c.key.type),
+            )
+            newest = rows.order_by(c.changed.desc(), c.id.desc()).limit(1)
+            statements = cls(
+                rows=rows,
+                versions=rows.order_by(c.changed, c.id),
+                newest=newest,
+                newest_at=newest.where(c.changed <= bindparam("at", type_=c.changed.type)),
+                newest_below=rows.where(c.version < bindparam("version", type_=c.version.type))
+                .order_by(c.version.desc(), c.changed.desc(), c.id.desc())
+                .limit(1),
+            )
+            _statements_by_table[table] = statements
+        return statements
+
+
+_statements_by_table: WeakKeyDictionary[Table, HistoryStatements] = WeakKeyDictionary()
+
+
 class Versioned(ChangeInfoMixin):
     """Mixin that records a snapshot of the model on every insert, change and delete.
 
@@ -92,31 +135,26 @@ class Versioned(ChangeInfoMixin):
     def _history_session(self) -> Session:
         return object_session(self) or type(self).query.session  # type: ignore[attr-defined]
 
-    def _history_criteria(self, activity: Any) -> tuple[Any, Any]:
-        """The WHERE criteria that pick this object's rows; ``activity`` is the activity
-        class or its table's columns."""
-        columns = VersionedColumns.of(inspect(self).mapper)
-        return (activity.table_name == columns.table_name, activity.key == columns.key_of(self))
-
     def _history_query(self) -> tuple[Any, Query[Any]]:
-        """Return the activity class and a query of this object's rows, unordered."""
+        """Return the activity class and an ORM query of this object's rows, unordered."""
         activity = activity_class_for(type(self))
-        query = self._history_session().query(activity)
-        return activity, query.filter(*self._history_criteria(activity))
+        columns = VersionedColumns.of(inspect(self).mapper)
+        return activity, self._history_session().query(activity).filter(
+            activity.table_name == columns.table_name,
+            activity.key == columns.key_of(self),
+        )
 
-    def _history_select(self) -> tuple[Any, Select[Any]]:
-        """Return the activity table's columns and a Core select of this object's rows.
+    def _history_statements(self) -> tuple[HistoryStatements, dict[str, Any]]:
+        """Return the read statements of this object's activity table, and the
+        parameters that pick this object's rows."""
+        columns = VersionedColumns.of(inspect(self).mapper)
+        statements = HistoryStatements.of(activity_class_for(type(self)).__table__)
+        return statements, {"table_name": columns.table_name, "key": columns.key_of(self)}
 
-        The read helpers use Core rather than the ORM: snapshots need the row values
-        only, and skipping the ORM's entity loading halves the time of a history read.
-        The criteria match the ``ix_chrononaut_activity_table_name_key_changed`` index,
-        whose order also serves ``ORDER BY changed, id`` without a sort.
-        """
-        table = activity_class_for(type(self)).__table__
-        return table.c, select(table).where(*self._history_criteria(table.c))
-
-    def _snapshots(self, statement: Select[Any]) -> list[HistorySnapshot]:
-        rows = self._history_session().execute(statement)
+    def _snapshots(
+        self, statement: Select[Any], parameters: dict[str, Any]
+    ) -> list[HistorySnapshot]:
+        rows = self._history_session().execute(statement, parameters)
         return [HistorySnapshot.from_activity(row, type(self)) for row in rows]
 
     @overload
@@ -157,11 +195,10 @@ class Versioned(ChangeInfoMixin):
             activity, query = self._history_query()
             query = query.filter(*self._time_criteria(activity, before, after))
             return query.order_by(activity.changed, activity.id) if ordered else query
-        columns, statement = self._history_select()
-        statement = statement.where(*self._time_criteria(columns, before, after))
-        if ordered:
-            statement = statement.order_by(columns.changed, columns.id)
-        return self._snapshots(statement)
+        statements, parameters = self._history_statements()
+        statement = statements.versions if ordered else statements.rows
+        criteria = self._time_criteria(statement.selected_columns, before, after)
+        return self._snapshots(statement.where(*criteria) if criteria else statement, parameters)
 
     @staticmethod
     def _time_criteria(activity: Any, before: datetime | None, after: datetime | None) -> list[Any]:
@@ -187,21 +224,18 @@ class Versioned(ChangeInfoMixin):
 
     def _newest_snapshot(self, at: datetime | None = None) -> HistorySnapshot | None:
         """The snapshot changed last, at or before ``at`` when it is given."""
-        activity, query = self._history_select()
-        if at is not None:
-            query = query.where(activity.changed <= as_utc(at))
-        newest = query.order_by(activity.changed.desc(), activity.id.desc()).limit(1)
-        return next(iter(self._snapshots(newest)), None)
+        statements, parameters = self._history_statements()
+        if at is None:
+            newest = self._snapshots(statements.newest, parameters)
+        else:
+            newest = self._snapshots(statements.newest_at, {**parameters, "at": as_utc(at)})
+        return next(iter(newest), None)
 
     def _newest_snapshot_below(self, version: int) -> HistorySnapshot | None:
         """The snapshot with the highest version lower than ``version``."""
-        activity, query = self._history_select()
-        newest = (
-            query.where(activity.version < version)
-            .order_by(activity.version.desc(), activity.changed.desc(), activity.id.desc())
-            .limit(1)
-        )
-        return next(iter(self._snapshots(newest)), None)
+        statements, parameters = self._history_statements()
+        below = self._snapshots(statements.newest_below, {**parameters, "version": version})
+        return next(iter(below), None)
 
     def has_changed_since(self, since: datetime) -> bool:
         """Tell whether the object changed after ``since``, hidden columns included.
