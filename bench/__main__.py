@@ -6,11 +6,12 @@ import json
 import multiprocessing
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,21 @@ def _server(database_url: str | None) -> Iterator[str]:
         return
     with embedded_server() as url:
         yield url.render_as_string(hide_password=False)
+
+
+def _revision() -> str | None:
+    """The git revision measured, with ``-dirty`` when the tree has changes."""
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return described.stdout.strip()
 
 
 def _server_version(server_url: str) -> str:
@@ -81,15 +97,10 @@ def main(
     json_path: Path,
 ) -> None:
     """Time writes (W1-W3) and history reads (W4-W6) of each system on fresh databases."""
-    sizes = QUICK if quick else FULL
-    if objects is not None or history_rows is not None:
-        sizes = worker.Sizes(
-            **{
-                **asdict(sizes),
-                **({"objects": objects} if objects is not None else {}),
-                **({"history_rows": history_rows} if history_rows is not None else {}),
-            }
-        )
+    given = {"objects": objects, "history_rows": history_rows}
+    sizes = replace(
+        QUICK if quick else FULL, **{name: value for name, value in given.items() if value}
+    )
     names = [
         "plain",
         *(name for name in SYSTEMS if name != "plain" and (not systems or name in systems)),
@@ -127,6 +138,7 @@ def main(
             "postgresql": server_version,
             "server": "given by --database-url" if database_url else "embedded",
             "platform": platform.platform(),
+            "revision": _revision(),
             "cpus": multiprocessing.cpu_count(),
         },
         "sizes": asdict(sizes),
