@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import event, inspect, text
 
 from chrononaut.models import HistorySnapshot
 
@@ -132,3 +136,38 @@ def test_a_database_with_only_the_original_index_reads_the_same_history(db, mode
     plans = _read_plans(db, todo, statements, at)
     for name, plan in plans.items():
         assert OLD_INDEX in plan, (name, plan)
+
+
+def _documented_migration() -> Any:
+    path = Path(__file__).parent.parent / "docs" / "snippets" / "add_history_read_index.py"
+    spec = importlib.util.spec_from_file_location("add_history_read_index", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _index_names(db) -> set[str]:
+    return {index["name"] for index in inspect(db.engine).get_indexes("chrononaut_activity")}
+
+
+def test_the_documented_alembic_migration_adds_the_index_to_an_old_database(db, models):
+    todo = _todo_with_versions(db, models, 3)
+    expected = todo.versions()
+    db.session.execute(text(f"DROP INDEX {NEW_INDEX}"))
+    db.session.commit()
+    assert NEW_INDEX not in _index_names(db)
+    migration = _documented_migration()
+
+    present = []
+    for step in (migration.upgrade, migration.upgrade, migration.downgrade, migration.upgrade):
+        with (
+            db.engine.connect() as connection,
+            Operations.context(MigrationContext.configure(connection)),
+        ):
+            step()
+        present.append(NEW_INDEX in _index_names(db))
+
+    assert present == [True, True, False, True]
+    assert OLD_INDEX in _index_names(db)
+    assert todo.versions() == expected
