@@ -1,5 +1,7 @@
 """Exceptions raised by Chrononaut."""
 
+from sqlalchemy.orm.exc import StaleDataError
+
 
 class ChrononautException(Exception):
     """Base class of every error Chrononaut raises on purpose."""
@@ -34,3 +36,13 @@ class UnrecordedWriteError(ChrononautException):
 class ProtectedHistoryError(ChrononautException):
     """History rows were to be changed or deleted outside
     ``suppress_versioning(allow_deleting_history=True)``."""
+
+
+class ConcurrentChangeError(ChrononautException, StaleDataError):
+    """Another transaction changed or deleted a versioned row after this session read it.
+
+    The flush that found it fails; roll the session back, load the object again and
+    reapply the change. It is also SQLAlchemy's
+    :class:`~sqlalchemy.orm.exc.StaleDataError`, which code written for SQLAlchemy's
+    own version counter already catches.
+    """

@@ -14,10 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app, has_app_context
-from sqlalchemy import Table, event, insert, inspect, update
+from sqlalchemy import Table, event, insert, inspect
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction, object_session
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.exc import StaleDataError
 
 from chrononaut.change_info import (
     APPENDED_CHANGE_INFO_KEY,
@@ -27,6 +25,7 @@ from chrononaut.change_info import (
     compose_extra_info,
 )
 from chrononaut.exceptions import ChrononautException
+from chrononaut.locking import RowsToLock, lock_rows, rows_to_lock
 from chrononaut.models import activity_class_for
 from chrononaut.serialization import UTC
 from chrononaut.session import (
@@ -65,6 +64,9 @@ class FlushRecord:
 
     changed: datetime = field(default_factory=lambda: datetime.now(UTC))
     pending: list[PendingActivity] = field(default_factory=list)
+    #: Rows to lock before the flush's first UPDATE or DELETE, and those locked since.
+    to_lock: RowsToLock = field(default_factory=dict)
+    locked: set[InstanceState[Any]] = field(default_factory=set)
     _user_info: dict[type[Any], dict[str, Any]] = field(default_factory=dict)
     _custom_info: dict[type[Any], dict[str, Any]] = field(default_factory=dict)
 
@@ -82,7 +84,7 @@ class FlushRecord:
 
 
 def _start_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
-    session.info[_FLUSH_KEY] = FlushRecord()
+    session.info[_FLUSH_KEY] = FlushRecord(to_lock=rows_to_lock(session))
 
 
 def _flush_record(target: object) -> FlushRecord | None:
@@ -115,53 +117,27 @@ def _require_change_info(target: object) -> None:
         )
 
 
-def _configure_versioned_mapper(mapper: Mapper[Any], class_: type[Any]) -> None:
-    """Note the mapper's table as versioned, and make ``version`` the mapper's version
-    counter, so that SQLAlchemy checks it.
-
-    Every UPDATE and DELETE of the row then carries ``WHERE version = <the version
-    this session read>``; when another transaction changed or deleted the row in the
-    meantime the statement matches nothing and SQLAlchemy raises ``StaleDataError``.
-    The generator is off because the listeners below choose the new version: only
-    tracked and hidden changes bump it. Inheriting mappers copy the setting, and a
-    ``version_id_col`` the model configured itself is left alone.
-    """
+def _register_versioned_table(mapper: Mapper[Any], class_: type[Any]) -> None:
     versioned_tables.add(mapper.local_table)  # type: ignore[arg-type]
-    if mapper.version_id_col is None and VERSION_KEY in mapper.columns:
-        mapper.version_id_col = mapper.columns[VERSION_KEY]
-        mapper.version_id_generator = False
 
 
-def _claim_unversioned_row(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
-    """Give a stored row whose version is ``NULL`` version 0 before it is written.
-
-    Rows that predate the mixin have no version, and ``version = NULL`` never matches,
-    so the version check of the coming UPDATE or DELETE needs a number to compare.
-    Setting it with ``WHERE version IS NULL`` also locks the row: a transaction that
-    claimed or changed it first makes this match nothing.
-
-    :raises StaleDataError: another transaction changed or deleted the row.
-    """
+def _lock_row(mapper: Mapper[Any], connection: Any, target: Versioned, deleting: bool) -> None:
+    """Lock the rows the flush changes before its first UPDATE or DELETE, and then each
+    row found to change that the flush did not know about when it started."""
+    record = _flush_record(target)
+    if record is None:
+        return
+    if record.to_lock:
+        pending, record.to_lock = record.to_lock, {}
+        for version_column, states in pending.items():
+            lock_rows(connection, version_column, states)
+            record.locked.update(states)
     state = inspect(target)
-    column = mapper.version_id_col
-    if (
-        state.identity is None
-        or column is None
-        or mapper.get_property_by_column(column).key != VERSION_KEY
+    if state not in record.locked and (
+        deleting or _changed_attributes(state, tuple(prop.key for prop in mapper.column_attrs))
     ):
-        return
-    history = state.attrs[VERSION_KEY].history
-    if (history.deleted or history.unchanged or (0,))[0] is not None:
-        return
-    table = column.table
-    match = [pk == value for pk, value in zip(mapper.primary_key, state.identity, strict=True)]
-    claimed = connection.execute(update(table).where(*match, column.is_(None)).values({column: 0}))
-    if claimed.rowcount != 1:
-        raise StaleDataError(
-            f"{type(target).__name__} {state.identity} was changed or deleted by another "
-            "transaction; roll back and load it again."
-        )
-    set_committed_value(target, VERSION_KEY, 0)
+        lock_rows(connection, mapper.columns[VERSION_KEY], [state])
+        record.locked.add(state)
 
 
 def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
@@ -177,11 +153,8 @@ def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
 
 
 def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
+    _lock_row(mapper, connection, target, deleting=False)
     state = inspect(target)
-    if target.version is None and _changed_attributes(
-        state, tuple(prop.key for prop in mapper.column_attrs)
-    ):
-        _claim_unversioned_row(mapper, connection, target)
     record = _recording_flush(target)
     if record is None:
         return
@@ -195,8 +168,7 @@ def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
 
 
 def _record_delete(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
-    if target.version is None:
-        _claim_unversioned_row(mapper, connection, target)
+    _lock_row(mapper, connection, target, deleting=True)
     record = _recording_flush(target)
     if record is None:
         return
@@ -295,7 +267,7 @@ _SESSION_LISTENERS = (
     ("do_orm_execute", refuse_unrecorded_statement),
 )
 _MAPPER_LISTENERS = (
-    (Versioned, "after_mapper_constructed", _configure_versioned_mapper),
+    (Versioned, "after_mapper_constructed", _register_versioned_table),
     (Versioned, "before_insert", _record_insert),
     (Versioned, "before_update", _record_update),
     (Versioned, "before_delete", _record_delete),

@@ -129,11 +129,6 @@ class VersionedSession(Session):
             state = inspect(obj)
             kind: WriteKind = "insert" if state.key is None else "update"
             refuse_unrecorded_write(state.mapper.local_table, kind, "Session.bulk_save_objects()")
-            version_column = state.mapper.version_id_col
-            if kind == "update" and version_column is not None:
-                # SQLAlchemy reads the version to check from the object, which an
-                # expired object (as after every commit) does not hold yet.
-                getattr(obj, state.mapper.get_property_by_column(version_column).key)
         super().bulk_save_objects(objects, *args, **kwargs)
 
     def bulk_insert_mappings(

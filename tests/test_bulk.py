@@ -42,11 +42,15 @@ def _statements(models, todo):
         "bulk_save_objects new": lambda session: session.bulk_save_objects(
             [models.Todo(title="b")]
         ),
-        "bulk_save_objects changed": lambda session: session.bulk_save_objects([_changed(todo)]),
+        "bulk_save_objects changed": lambda session: session.bulk_save_objects(
+            [_changed(session, todo)]
+        ),
     }
 
 
-def _changed(todo):
+def _changed(session, todo):
+    # SQLAlchemy's bulk update needs the primary key loaded, which a commit expired.
+    session.refresh(todo)
     todo.title = "b"
     return todo
 

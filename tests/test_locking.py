@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from sqlalchemy import Column, Integer, String, insert, inspect, select
+from sqlalchemy import Column, Integer, String, event, insert, inspect, select
 from sqlalchemy.orm.exc import StaleDataError
 
-from chrononaut import Versioned, VersionedSession
+from chrononaut import ChrononautException, Versioned, VersionedSession
+from chrononaut.exceptions import ConcurrentChangeError
 from chrononaut.unsafe import suppress_versioning
 from tests.activity import rows_of
 
@@ -26,15 +29,42 @@ def _versions(db, table_name, **key):
     ]
 
 
-def test_version_is_the_mappers_version_counter(models):
-    for model in (models.Todo, models.Animal, models.Dog, models.Cat):
-        mapper = inspect(model)
-        assert mapper.version_id_col is not None
-        assert mapper.get_property_by_column(mapper.version_id_col).key == "version"
-        assert mapper.version_id_generator is False
-    # The model's own mapper arguments are kept.
-    assert inspect(models.Animal).polymorphic_on is not None
-    assert inspect(models.Dog).polymorphic_identity == "dog"
+def test_the_error_is_a_chrononaut_and_a_stale_data_error(db, session, other, models):
+    todo = models.Todo(title="a")
+    session.add(todo)
+    session.commit()
+    todo_id = todo.id
+    mine = session.get(models.Todo, todo_id)
+    other.get(models.Todo, todo_id).title = "theirs"
+    other.commit()
+
+    mine.title = "mine"
+    with pytest.raises(ConcurrentChangeError, match="changed or deleted by another") as error:
+        session.commit()
+    session.rollback()
+    assert isinstance(error.value, ChrononautException)
+    assert isinstance(error.value, StaleDataError)
+    assert f"Todo ({todo_id},)" in str(error.value)
+
+
+@pytest.mark.parametrize("count", [1, 30])
+def test_one_lock_statement_per_table_and_flush(db, session, models, count):
+    todos = [models.Todo(title=str(n)) for n in range(count)]
+    animals = [models.Dog(name="d"), models.Cat(name="c")]
+    session.add_all(todos + animals)
+    session.commit()
+    for todo in todos:
+        todo.title += "!"
+    for animal in animals:
+        animal.name = "changed"
+    statements = []
+    event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    session.commit()
+
+    locks = [statement for statement in statements if "FOR UPDATE" in statement]
+    assert len(locks) == 2
+    assert {lock.split("FROM", 1)[1].split()[0] for lock in locks} == {"todo", "animal"}
 
 
 def test_second_concurrent_update_fails_and_records_nothing(db, session, other, models):
@@ -192,7 +222,7 @@ def test_null_version_untracked_change_is_written(db, session, models):
 
     session.expire_all()
     todo = session.get(models.Todo, todo_id)
-    assert (todo.starred, todo.version) == (True, 0)
+    assert (todo.starred, todo.version) == (True, None)
     assert rows_of(db, "todo") == []
 
 
@@ -234,3 +264,37 @@ def test_a_version_id_col_of_the_models_own_is_kept(db):
     assert (page.revision, page.version) == (2, 1)
     stored = db.session.execute(select(db.activity_cls.version)).scalars().all()
     assert sorted(stored) == [0, 1]
+
+
+def test_rows_the_flush_finds_to_change_are_locked_too(db, session, other, models):
+    """A foreign key set from the other side of a relationship, and an orphan delete,
+    are only known once the flush runs."""
+    shelf = models.Shelf()
+    moved, orphan = models.Item(name="moved"), models.Item(name="orphan")
+    shelf.items.append(orphan)
+    session.add_all([shelf, moved])
+    session.commit()
+    target = session.get(models.Shelf, shelf.id)
+    mine_moved, mine_orphan = (
+        session.get(models.Item, moved.id),
+        session.get(models.Item, orphan.id),
+    )
+    assert target.items == [mine_orphan]
+    for item_id in (moved.id, orphan.id):
+        other.get(models.Item, item_id).name = "theirs"
+    other.commit()
+
+    target.items.append(mine_moved)
+    with pytest.raises(ConcurrentChangeError, match=re.escape(f"Item ({moved.id},)")):
+        session.commit()
+    session.rollback()
+    target = session.get(models.Shelf, shelf.id)
+    mine_orphan = target.items[0]
+    other.get(models.Item, orphan.id).name = "theirs again"
+    other.commit()
+
+    target.items.remove(mine_orphan)
+    with pytest.raises(ConcurrentChangeError, match=re.escape(f"Item ({orphan.id},)")):
+        session.commit()
+    session.rollback()
+    assert [row.version for row in rows_of(db, "item")] == [0, 0, 1, 1, 2]
