@@ -4,7 +4,8 @@ Mapper events on the :class:`~chrononaut.Versioned` mixin see every row the flus
 writes, including foreign keys synchronised from relationships, orphan deletes and
 cascades. They bump versions and queue the changes on the session; ``after_flush``
 then writes the queued snapshots with one Core ``INSERT`` per activity table, inside
-the flush's transaction, so data and history commit or roll back together.
+the flush's transaction, so data and history commit or roll back together. Before the
+first UPDATE or DELETE they lock the rows the flush changes (``chrononaut.locking``).
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def _require_change_info(target: object) -> None:
 
 
 def _register_versioned_table(mapper: Mapper[Any], class_: type[Any]) -> None:
+    """Note the mapper's table, so that statements writing it can be refused."""
     versioned_tables.add(mapper.local_table)  # type: ignore[arg-type]
 
 
