@@ -15,7 +15,9 @@ from time import perf_counter
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import MetaData, Table, func, select
 
 from chrononaut import ChrononautException
 from chrononaut.data_converters import HistoryModelDataConverter
@@ -497,3 +499,117 @@ def test_a_killed_conversion_resumes_without_duplicates_or_gaps(db, legacy, data
     expected = {1: [0, 1, 2, 3], 2: [0, 1, 2], 3: [0], 4: [0]}
     expected.update({todo_id: list(range(6)) for todo_id in range(11, 4011)})
     assert {todo_id: sorted(object_versions) for todo_id, object_versions in versions} == expected
+
+
+#: Text PostgreSQL can store (no NUL, no lone surrogates).
+TITLES = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=5)
+
+
+@st.composite
+def legacy_objects(draw):
+    """Objects as 0.1 left them: their states in order, and whether they were deleted."""
+    count = draw(st.integers(min_value=1, max_value=6))
+    return [
+        {
+            "id": object_id,
+            "titles": draw(st.lists(TITLES, min_size=1, max_size=5)),
+            "deleted": draw(st.booleans()),
+            "null_first_version": draw(st.booleans()),
+        }
+        for object_id in range(1, count + 1)
+    ]
+
+
+def changed_at(todo_id: int, change: int) -> datetime:
+    """When change number ``change`` (1, 2, ...) of a todo replaced its state."""
+    return at("2021-01-01") + timedelta(days=todo_id, hours=change)
+
+
+def legacy_rows(todo):
+    """The 0.1 history rows and the live row (or None) of one todo."""
+    titles = todo["titles"]
+    replaced = titles if todo["deleted"] else titles[:-1]
+    history = [
+        {
+            "id": todo["id"],
+            "title": title,
+            "version": None if index == 0 and todo["null_first_version"] else index,
+            "changed": changed_at(todo["id"], index + 1),
+            "change_info": {"user_id": f"user {index + 1}", "extra": {"change": index + 1}},
+        }
+        for index, title in enumerate(replaced)
+    ]
+    live = None
+    if not todo["deleted"]:
+        version = len(titles) - 1
+        if version == 0 and todo["null_first_version"]:
+            version = None
+        live = {"id": todo["id"], "title": titles[-1], "version": version}
+    return history, live
+
+
+def expected_snapshots(todo):
+    """(version, changed, title, user_info, extra_info) from the states directly: state i
+    began with change i, and a delete adds the last state once more."""
+    titles = list(todo["titles"])
+    if todo["deleted"]:
+        titles.append(titles[-1])
+    return [
+        (
+            version,
+            changed_at(todo["id"], max(version, 1)) if len(titles) > 1 else None,
+            title,
+            {"user_id": f"user {version}"} if version else {},
+            {"change": version} if version else {},
+        )
+        for version, title in enumerate(titles)
+    ]
+
+
+@pytest.mark.parametrize("models", ["classic"], indirect=True)
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    todos=legacy_objects(),
+    limit=st.integers(min_value=1, max_value=4),
+    interrupted_after=st.integers(min_value=0, max_value=3),
+)
+def test_any_history_converts_to_the_states_in_order(db, models, todos, limit, interrupted_after):
+    # The session's read transaction of the previous example would block TRUNCATE.
+    db.session.rollback()
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "DROP TABLE IF EXISTS todo_history;"
+            "CREATE TABLE todo_history (id integer, title varchar(80), text text,"
+            " done boolean, priority priority, due_at timestamptz, version integer,"
+            " changed timestamptz, change_info jsonb);"
+            "TRUNCATE todo, chrononaut_activity;"
+        )
+        history_table = Table("todo_history", MetaData(), autoload_with=connection)
+        for todo in todos:
+            history, live = legacy_rows(todo)
+            if history:
+                connection.execute(history_table.insert(), history)
+            if live:
+                connection.execute(models.Todo.__table__.insert(), live)
+
+    first = HistoryModelDataConverter(models.Todo)
+    for _ in range(interrupted_after):
+        first.convert(db.session, limit=limit)
+    # A new process takes over from wherever the first one stopped.
+    second = HistoryModelDataConverter(models.Todo)
+    while second.convert(db.session, limit=limit):
+        pass
+
+    for todo in todos:
+        converted = [
+            (row.version, row.changed, row.data["title"], row.user_info, row.extra_info)
+            for row in rows_of(db, "todo", id=todo["id"])
+        ]
+        expected = expected_snapshots(todo)
+        if expected[0][1] is None:  # never changed: dated by the conversion
+            expected[0] = (0, converted[0][1], *expected[0][2:])
+        assert converted == expected
