@@ -33,7 +33,8 @@ def rows_to_lock(session: Session) -> RowsToLock:
 
     Objects whose only change is to a collection are left out, as their rows are not
     written. Rows that only the flush itself decides to change (a foreign key set from
-    the other side of a relationship, a cascaded delete) are locked one by one later.
+    the other side of a relationship, an orphan deleted by a cascade) are locked one by
+    one later.
     """
     rows: RowsToLock = {}
     deleted = [obj for obj in session.deleted if isinstance(obj, Versioned)]

@@ -298,3 +298,26 @@ def test_rows_the_flush_finds_to_change_are_locked_too(db, session, other, model
         session.commit()
     session.rollback()
     assert [row.version for row in rows_of(db, "item")] == [0, 0, 1, 1, 2]
+
+
+@pytest.mark.parametrize("model_name", ["Translation", "Country"])
+def test_composite_and_text_keys_are_checked(db, session, other, models, model_name):
+    model = getattr(models, model_name)
+    if model_name == "Translation":
+        key, change = ("en", "hello"), {"text": "Hi"}
+        session.add_all([model(locale="en", slug="hello"), model(locale="en", slug="bye")])
+    else:
+        key, change = "NL", {"name": "Nederland"}
+        session.add_all([model(code="NL"), model(code="BE")])
+    session.commit()
+    mine = session.get(model, key)
+    theirs = other.get(model, key)
+    for name, value in change.items():
+        setattr(theirs, name, value + " (theirs)")
+        setattr(mine, name, value)
+    other.commit()
+
+    with pytest.raises(ConcurrentChangeError):
+        session.commit()
+    session.rollback()
+    assert [row.version for row in rows_of(db, model.__tablename__)] == [0, 0, 1]
