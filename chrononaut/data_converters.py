@@ -10,6 +10,7 @@ gives the exact mapping and the recipe.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from itertools import groupby
@@ -37,6 +38,8 @@ from chrononaut.legacy_history import FROM_LEGACY, FROM_LIVE, Key, LegacyHistory
 from chrononaut.models import activity_class_for
 from chrononaut.serialization import UTC, as_utc, serialize_value
 from chrononaut.versioned import VERSION_KEY, Versioned, VersionedColumns
+
+logger = logging.getLogger(__name__)
 
 #: Keys of a 0.1 ``change_info`` that are not user info.
 _EXTRA = "extra"
@@ -243,6 +246,15 @@ class HistoryModelDataConverter:
             name: serialize_value(value)
             for name, value in zip(self._key_names, rows[0][:width], strict=True)
         }
+        if live is not None and history and _skips_versions(history[-1].version, live.version):
+            logger.warning(
+                "%s %s: its 0.1 history ends at version %s, but the live row has version "
+                "%s; the states in between were never recorded and stay missing.",
+                self.model.__name__,
+                key,
+                history[-1].version,
+                live.version,
+            )
         version = -1
         for (row, stored), changed, change_info in zip(states, starts, change_infos, strict=True):
             version = version + 1 if stored is None else max(stored, version + 1)
@@ -314,6 +326,11 @@ def _key_columns(mapper: Mapper[Any], id_column: str | Sequence[str]) -> list[Co
             f"{mapper.class_.__name__}, which is ({primary_key})."
         )
     return chosen
+
+
+def _skips_versions(last_recorded: int | None, live: int | None) -> bool:
+    """Tell whether a live version is more than one past the last recorded one."""
+    return last_recorded is not None and live is not None and live > last_recorded + 1
 
 
 def _split_change_info(change_info: Any) -> tuple[dict[str, Any], dict[str, Any]]:

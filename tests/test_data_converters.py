@@ -6,6 +6,7 @@ snapshots that data must turn into (the mapping of ``docs/migration.rst``).
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -129,6 +130,19 @@ def test_deleted_and_unchanged_todos(db, legacy):
         [(version, changed, data, user_info, extra_info)] = snapshots(db, "todo", id=todo_id)
         assert (version, data["title"], user_info, extra_info) == (0, title, {}, {})
         assert started <= changed <= finished
+
+
+def test_versions_missing_before_the_live_row_are_logged(db, legacy, caplog):
+    # As when the new release changed the object twice before its history was converted.
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE todo SET version = 5 WHERE id = 1")
+    with caplog.at_level(logging.WARNING, logger="chrononaut.data_converters"):
+        HistoryModelDataConverter(legacy.Todo).convert_all(db.session)
+    assert caplog.messages == [
+        "Todo {'id': 1}: its 0.1 history ends at version 2, but the live row has version 5; "
+        "the states in between were never recorded and stay missing."
+    ]
+    assert [row.version for row in rows_of(db, "todo", id=1)] == [0, 1, 2, 5]
 
 
 def test_hidden_and_untracked_values_are_not_copied(db, legacy):
