@@ -197,7 +197,6 @@ def convert_command(model_name: str, chunk: int) -> None:
                     break
                 converted += chunk_converted
     except ChrononautException as error:
-        session.rollback()
         raise click.ClickException(str(error)) from None
     click.echo(
         f"{model.__name__}: {converted} of {total} objects converted, "

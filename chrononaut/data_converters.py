@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from itertools import groupby
 from typing import Any
@@ -105,12 +106,13 @@ class HistoryModelDataConverter:
         """
         if limit < 1:
             raise ChrononautException("`limit` must be a positive number of objects.")
-        while keys := self._reader.next_keys(session, self._after, limit):
-            converted = self._convert_chunk(session, keys)
-            if converted:
-                return converted
-        self._after = None
-        session.commit()
+        with _rolled_back_on_error(session):
+            while keys := self._reader.next_keys(session, self._after, limit):
+                converted = self._convert_chunk(session, keys)
+                if converted:
+                    return converted
+            self._after = None
+            session.commit()
         return 0
 
     def convert_all(self, session: Session, limit: int = 10000) -> int:
@@ -136,14 +138,16 @@ class HistoryModelDataConverter:
         :param update_from: a datetime (naive means UTC) or ISO 8601 text; ``None``
             revisits every object.
         :return: the number of snapshots written.
+        :raises ChrononautException: as :meth:`convert`, or ``update_from`` is no time.
         """
-        since = datetime.fromisoformat(update_from) if isinstance(update_from, str) else update_from
+        since = _moment(update_from)
         written_before = self.snapshots_written
         self._after = None
-        while keys := self._reader.next_keys(session, self._after, limit, since):
-            self._convert_chunk(session, keys)
-        self._after = None
-        session.commit()
+        with _rolled_back_on_error(session):
+            while keys := self._reader.next_keys(session, self._after, limit, since):
+                self._convert_chunk(session, keys)
+            self._after = None
+            session.commit()
         return self.snapshots_written - written_before
 
     def count(self, session: Session) -> int:
@@ -326,6 +330,25 @@ def _key_columns(mapper: Mapper[Any], id_column: str | Sequence[str]) -> list[Co
             f"{mapper.class_.__name__}, which is ({primary_key})."
         )
     return chosen
+
+
+@contextmanager
+def _rolled_back_on_error(session: Session) -> Iterator[None]:
+    """Roll back the chunk under way when anything fails, so the session stays usable."""
+    try:
+        yield
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def _moment(value: datetime | str | None) -> datetime | None:
+    if not isinstance(value, str):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ChrononautException(f"`update_from` {value!r} is not an ISO 8601 time.") from None
 
 
 def _skips_versions(last_recorded: int | None, live: int | None) -> bool:

@@ -301,7 +301,7 @@ def test_a_failed_chunk_writes_nothing(db, legacy):
         connection.exec_driver_sql("UPDATE todo_history SET change_info = '[1]' WHERE id = 2")
     with pytest.raises(ChrononautException, match=r"must be a JSON object or NULL, not \[1\]"):
         converter.convert(db.session, limit=2)
-    db.session.rollback()
+    # The chunk was rolled back, and the session is ready for more.
     assert {row.key["id"] for row in activity_rows(db)} == {1}
 
 
@@ -367,7 +367,6 @@ def test_malicious_history_table_name_fails_cleanly(db, legacy):
     converter = HistoryModelDataConverter(legacy.Legacy)
     with pytest.raises(ChrononautException, match="does not exist"):
         converter.convert(db.session)
-    db.session.rollback()
     assert db.session.execute(select(func.count()).select_from(legacy.Todo)).scalar() == 3
 
 
@@ -391,6 +390,11 @@ def test_a_column_the_legacy_table_lacks_is_recorded_as_null(db, legacy):
 def test_only_versioned_models_convert(db, legacy):
     with pytest.raises(ChrononautException, match="is not a Versioned model"):
         HistoryModelDataConverter(legacy.Note)
+
+
+def test_update_from_must_be_a_time(db, legacy):
+    with pytest.raises(ChrononautException, match="'yesterday' is not an ISO 8601 time"):
+        HistoryModelDataConverter(legacy.Todo).update(db.session, update_from="yesterday")
 
 
 def test_limit_must_be_positive(db, legacy):
