@@ -279,6 +279,9 @@ class LegacyHistoryReader:
 
 def _table_mappers(mapper: Mapper[Any]) -> list[Mapper[Any]]:
     """The mapper that introduced each table of ``mapper``'s chain, root first."""
+    if mapper.concrete:
+        # A concrete class's own table holds all its columns, as its 0.1 history did.
+        return [mapper]
     by_table: dict[FromClause, Mapper[Any]] = {}
     for ancestor in reversed(list(mapper.iterate_to_root())):
         by_table.setdefault(ancestor.local_table, ancestor)

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import MetaData, Table, func, select
 
-from chrononaut import ChrononautException
+from chrononaut import ChrononautException, Versioned
 from chrononaut.data_converters import HistoryModelDataConverter
 from chrononaut.serialization import UTC
 from tests.activity import activity_rows, rows_of
@@ -238,6 +238,41 @@ def test_joined_inheritance_converts_through_the_mapper_chain(db, legacy):
         ({"id": 2}, 1, {"id": 2, "kind": "cat", "name": "Tom", "indoor": True, "version": 1}),
         ({"id": 3}, 0, {"id": 3, "kind": "animal", "name": "Blob", "version": 0}),
     ]
+
+
+@pytest.mark.parametrize("models", ["classic"], indirect=True)
+def test_concrete_classes_convert_from_their_own_tables(db, models):
+    class Vehicle(db.Model, Versioned):
+        __tablename__ = "vehicle"
+        id = db.Column(db.Integer, primary_key=True)
+        name = db.Column(db.Text)
+
+    class Car(Vehicle):
+        __tablename__ = "car"
+        __mapper_args__ = {"concrete": True}
+        id = db.Column(db.Integer, primary_key=True)
+        name = db.Column(db.Text)
+        doors = db.Column(db.Integer)
+        version = db.Column(db.Integer, default=0)
+
+    db.create_all()
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE vehicle_history (id integer, name text, version integer,"
+            " changed timestamptz, change_info jsonb);"
+            "CREATE TABLE car_history (id integer, name text, doors integer, version integer,"
+            " changed timestamptz, change_info jsonb);"
+            "INSERT INTO car (id, name, doors, version) VALUES (1, 'Beetle', 2, 1);"
+            "INSERT INTO car_history VALUES (1, 'Beetle', 4, 0, '2020-01-01 00:00+00', null);"
+            "INSERT INTO vehicle (id, name, version) VALUES (1, 'Cart', 0);"
+        )
+    assert HistoryModelDataConverter(Car).convert_all(db.session) == 1
+    assert [(row.version, row.data) for row in rows_of(db, "car")] == [
+        (0, {"id": 1, "name": "Beetle", "doors": 4, "version": 0}),
+        (1, {"id": 1, "name": "Beetle", "doors": 2, "version": 1}),
+    ]
+    assert HistoryModelDataConverter(Vehicle).convert_all(db.session) == 1
+    assert [row.data["name"] for row in rows_of(db, "vehicle")] == ["Cart"]
 
 
 def test_chrononaut_tablename_names_the_history_table(db, legacy):
