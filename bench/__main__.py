@@ -99,7 +99,8 @@ def main(
     """Time writes (W1-W3) and history reads (W4-W6) of each system on fresh databases."""
     given = {"objects": objects, "history_rows": history_rows}
     sizes = replace(
-        QUICK if quick else FULL, **{name: value for name, value in given.items() if value}
+        QUICK if quick else FULL,
+        **{name: value for name, value in given.items() if value is not None},
     )
     names = [
         "plain",
