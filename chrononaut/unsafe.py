@@ -18,7 +18,9 @@ def suppress_versioning(allow_deleting_history: bool = False) -> Iterator[None]:
     """Write no history for the changes flushed inside the block.
 
     Versions are neither bumped nor recorded, so the next recorded change continues
-    from the last recorded version.
+    from the last recorded version. Bulk statements and the ``bulk_*`` session methods,
+    refused on versioned tables otherwise, run in the block. Rows are still locked and
+    checked against concurrent changes.
 
     :param allow_deleting_history: also allow deleting activity rows and snapshots;
         the commit that deletes them must happen inside the block.
