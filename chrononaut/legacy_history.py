@@ -232,7 +232,11 @@ class LegacyHistoryReader:
                 history.c[own.name] == root.c[parent.name]
                 for own, parent in zip(table.primary_key, root_key, strict=True)
             ]
-            same_row.append(history.c[LEGACY_VERSION].is_not_distinct_from(root.c[LEGACY_VERSION]))
+            # Like IS NOT DISTINCT FROM, but an equality PostgreSQL can hash-join on.
+            same_row.append(
+                func.coalesce(history.c[LEGACY_VERSION], -1)
+                == func.coalesce(root.c[LEGACY_VERSION], -1)
+            )
             joined = joined.join(history, and_(*same_row))
         return joined
 
