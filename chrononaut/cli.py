@@ -38,20 +38,28 @@ def extension() -> Any:
     return current_app.extensions["chrononaut"]
 
 
+def versioned_models() -> list[type[Versioned]]:
+    """Return the versioned models of the app's ``db.Model``, sorted by class name."""
+    return sorted(
+        (
+            mapper.class_
+            for mapper in extension().Model.registry.mappers
+            if issubclass(mapper.class_, Versioned)
+        ),
+        key=lambda model: model.__name__,
+    )
+
+
 def versioned_model(name: str) -> type[Versioned]:
     """Return the versioned model named ``name`` (class name or table name).
 
     :raises click.BadParameter: no versioned model of the app's ``db.Model`` has that name.
     """
-    models = [
-        mapper.class_
-        for mapper in extension().Model.registry.mappers
-        if issubclass(mapper.class_, Versioned)
-    ]
+    models = versioned_models()
     for model in models:
-        if name in (model.__name__, model.__table__.name):
+        if name in (model.__name__, table_name_of(model)):
             return model
-    known = ", ".join(sorted(model.__name__ for model in models)) or "none"
+    known = ", ".join(model.__name__ for model in models) or "none"
     raise click.BadParameter(f"no versioned model named {name!r} (known: {known})")
 
 

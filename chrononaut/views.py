@@ -20,7 +20,7 @@ from typing import Any
 import click
 from flask import Blueprint, abort, render_template, request, url_for
 
-from chrononaut.cli import extension, versioned_model
+from chrononaut.cli import extension, versioned_model, versioned_models
 from chrononaut.timeline import (
     HIDDEN_MARKER,
     activity_feed,
@@ -33,7 +33,6 @@ from chrononaut.timeline import (
     table_name_of,
     utc,
 )
-from chrononaut.versioned import Versioned
 
 
 def history_blueprint(
@@ -78,7 +77,7 @@ def history_blueprint(
 
     @blueprint.route("/")
     def index() -> str:
-        return render_template("chrononaut/index.html", models=_versioned_models())
+        return render_template("chrononaut/index.html", models=versioned_models())
 
     @blueprint.route("/activity")
     def activity() -> tuple[str, int]:
@@ -89,17 +88,6 @@ def history_blueprint(
         return _timeline_page(model_name)
 
     return blueprint
-
-
-def _versioned_models() -> list[type[Versioned]]:
-    return sorted(
-        (
-            mapper.class_
-            for mapper in extension().Model.registry.mappers
-            if issubclass(mapper.class_, Versioned)
-        ),
-        key=lambda model: model.__name__,
-    )
 
 
 def _timeline_page(model_name: str) -> str:
@@ -170,7 +158,7 @@ def _activity_page(per_page: int) -> tuple[str, int]:
         changes=[
             (change, format_key(change._key), extra_of(change)) for change in changes[:per_page]
         ],
-        models=_versioned_models(),
+        models=versioned_models(),
         args=args,
         errors=errors,
         page=number,
