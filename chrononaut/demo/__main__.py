@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.database_url:
                 database_url = args.database_url
             else:
-                from chrononaut.demo.server import embedded_database
+                from chrononaut.demo.server import embedded_server
 
                 print("Starting a throwaway PostgreSQL server...", flush=True)
-                database_url = cleanup.enter_context(embedded_database())
+                server_url = cleanup.enter_context(embedded_server())
+                database_url = server_url.render_as_string(hide_password=False)
             app = create_app(database_url)
             if not seed(app):
                 print("The database has demo data already; using it as it is.")
