@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
 from chrononaut import VersionedSQLAlchemy
-from chrononaut.demo.server import embedded_server
+from chrononaut.embedded import embedded_server
 from tests.models import MODEL_STYLES, Models, define_models
 
 DRIVERS = {"psycopg2": "postgresql+psycopg2", "psycopg": "postgresql+psycopg"}

@@ -23,7 +23,7 @@ from bench import worker
 from bench.report import print_results
 from bench.server import admin_connection
 from bench.systems import SYSTEMS
-from chrononaut.demo.server import embedded_server
+from chrononaut.embedded import embedded_server
 
 FULL = worker.Sizes(
     objects=10_000, updates=5, batch=100, reads=200, history_rows=1_000_000, deep_versions=1000

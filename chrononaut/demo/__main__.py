@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.database_url:
                 database_url = args.database_url
             else:
-                from chrononaut.demo.server import embedded_server
+                from chrononaut.embedded import embedded_server
 
                 print("Starting a throwaway PostgreSQL server...", flush=True)
                 server_url = cleanup.enter_context(embedded_server())
