@@ -56,11 +56,7 @@ def ensure_history_deletion_allowed() -> None:
 
     :raises ProtectedHistoryError: no such block is open.
     """
-    if not history_deletion_allowed():
-        raise ProtectedHistoryError(
-            "History records cannot be deleted. Delete them inside "
-            "`suppress_versioning(allow_deleting_history=True)`, committing in the block."
-        )
+    _ensure_history_writable("deleted", "Delete")
 
 
 def ensure_history_change_allowed() -> None:
@@ -68,8 +64,12 @@ def ensure_history_change_allowed() -> None:
 
     :raises ProtectedHistoryError: no such block is open.
     """
+    _ensure_history_writable("changed", "Change")
+
+
+def _ensure_history_writable(done: str, do: str) -> None:
     if not history_deletion_allowed():
         raise ProtectedHistoryError(
-            "History records cannot be changed. Change them inside "
+            f"History records cannot be {done}. {do} them inside "
             "`suppress_versioning(allow_deleting_history=True)`, committing in the block."
         )
