@@ -93,7 +93,11 @@ def _flush_record(target: object) -> FlushRecord | None:
     session = object_session(target)
     if not isinstance(session, VersionedSession):
         return None
-    return session.info.setdefault(_FLUSH_KEY, FlushRecord())
+    record: FlushRecord | None = session.info.get(_FLUSH_KEY)
+    if record is None:
+        # Not setdefault(): that would build a FlushRecord for every object flushed.
+        record = session.info[_FLUSH_KEY] = FlushRecord()
+    return record
 
 
 def _recording_flush(target: object) -> FlushRecord | None:
