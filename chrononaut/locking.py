@@ -16,10 +16,11 @@ on its own instead of as one batch; one statement per table and flush is cheaper
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, inspect, select, tuple_
+from sqlalchemy import ColumnElement, select, tuple_
 from sqlalchemy.orm import InstanceState, Session
+from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE, instance_state
 
 from chrononaut.exceptions import ConcurrentChangeError
 from chrononaut.versioned import VERSION_KEY, Versioned
@@ -37,20 +38,45 @@ def rows_to_lock(session: Session) -> RowsToLock:
     one later.
     """
     rows: RowsToLock = {}
-    deleted = [obj for obj in session.deleted if isinstance(obj, Versioned)]
+    deleted = [instance_state(obj) for obj in session.deleted if isinstance(obj, Versioned)]
     changed = [
-        obj
-        for obj in session.dirty
-        if isinstance(obj, Versioned) and session.is_modified(obj, include_collections=False)
+        state
+        for state in (instance_state(obj) for obj in session.dirty if isinstance(obj, Versioned))
+        if changes_a_column(state)
     ]
-    for obj in deleted + changed:
-        state: InstanceState[Any] = inspect(obj)
+    for state in deleted + changed:
         rows.setdefault(state.mapper.columns[VERSION_KEY], []).append(state)
     return rows
 
 
+class AttributeNames(Protocol):
+    """Attribute names to look for: a set of them, or a mapper's ``column_attrs``."""
+
+    def __contains__(self, key: str, /) -> bool: ...
+
+
+def changed_attributes(state: InstanceState[Any], keys: AttributeNames) -> list[str]:
+    """Return which of ``keys`` have changes the flush will write, in change order.
+
+    Only attributes set since the object was loaded can have any, so only they are
+    looked at, and not every attribute of the object.
+    """
+    return [
+        key
+        for key in state.committed_state
+        if key in keys and state.get_history(key, PASSIVE_NO_INITIALIZE).has_changes()
+    ]
+
+
+def changes_a_column(state: InstanceState[Any]) -> bool:
+    """Tell whether the flush writes a column of ``state``'s row (not just collections)."""
+    return bool(changed_attributes(state, state.mapper.column_attrs))
+
+
 def version_read(state: InstanceState[Any]) -> Any:
     """Return the version the session read for ``state``, loading it if it expired."""
+    if VERSION_KEY not in state.committed_state and VERSION_KEY in state.dict:
+        return state.dict[VERSION_KEY]
     history = state.attrs[VERSION_KEY].load_history()
     return (history.deleted or history.unchanged or (None,))[0]
 

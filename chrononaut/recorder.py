@@ -13,20 +13,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from flask import current_app, has_app_context
-from sqlalchemy import Table, event, insert, inspect
+from sqlalchemy import Insert, Table, bindparam, cast, column, event, func, insert, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction, object_session
+from sqlalchemy.orm.attributes import instance_state
 
 from chrononaut.change_info import (
     APPENDED_CHANGE_INFO_KEY,
     ChangeInfoMixin,
     RecordChanges,
     active_extra_change_info,
-    compose_extra_info,
 )
 from chrononaut.exceptions import ChrononautException
-from chrononaut.locking import RowsToLock, lock_rows, rows_to_lock
+from chrononaut.locking import (
+    RowsToLock,
+    changed_attributes,
+    changes_a_column,
+    lock_rows,
+    rows_to_lock,
+)
 from chrononaut.models import activity_class_for
 from chrononaut.serialization import UTC
 from chrononaut.session import (
@@ -61,9 +69,19 @@ class PendingActivity:
 
 @dataclass
 class FlushRecord:
-    """Per-flush state, kept in ``session.info`` from ``before_flush`` on."""
+    """Per-flush state, kept in ``session.info`` from ``before_flush`` on.
 
-    changed: datetime = field(default_factory=lambda: datetime.now(UTC))
+    What depends only on the flush's context (the time, the open blocks, the
+    configuration) is read here once, not for each object the flush writes.
+    """
+
+    changed: datetime
+    #: False inside ``suppress_versioning()``.
+    recording: bool
+    #: Strict tracking is on, but no ``extra_change_info`` block is open.
+    missing_change_info: bool
+    #: The info of the innermost open ``extra_change_info`` block.
+    block_info: dict[str, Any]
     pending: list[PendingActivity] = field(default_factory=list)
     #: Rows to lock before the flush's first UPDATE or DELETE, and those locked since.
     to_lock: RowsToLock = field(default_factory=dict)
@@ -71,21 +89,43 @@ class FlushRecord:
     _user_info: dict[type[Any], dict[str, Any]] = field(default_factory=dict)
     _custom_info: dict[type[Any], dict[str, Any]] = field(default_factory=dict)
 
+    @classmethod
+    def start(cls, session: Session) -> FlushRecord:
+        """Return the state of a flush of ``session`` that starts now."""
+        block_info = active_extra_change_info()
+        strict = has_app_context() and current_app.config.get(
+            "CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO"
+        )
+        return cls(
+            changed=datetime.now(UTC),
+            recording=not versioning_suppressed(),
+            missing_change_info=bool(strict) and block_info is None,
+            block_info=block_info or {},
+            to_lock=rows_to_lock(session),
+        )
+
     def user_info_for(self, model: type[ChangeInfoMixin]) -> dict[str, Any]:
         """Return ``model._capture_user_info()``, asked once per flush."""
         if model not in self._user_info:
             self._user_info[model] = model._capture_user_info()
         return self._user_info[model]
 
-    def extra_info_for(self, model: type[ChangeInfoMixin], obj: object) -> dict[str, Any]:
-        """Return a new dict with the extra change info of ``obj``."""
+    def extra_info_for(
+        self, model: type[ChangeInfoMixin], state: InstanceState[Any]
+    ) -> dict[str, Any]:
+        """Return a new dict with the extra change info of ``state``'s object: the
+        configured function's, then the open block's, then what was appended to it."""
         if model not in self._custom_info:
             self._custom_info[model] = model._get_custom_change_info()
-        return {**self._custom_info[model], **compose_extra_info(obj)}
+        return {
+            **self._custom_info[model],
+            **self.block_info,
+            **state.info.get(APPENDED_CHANGE_INFO_KEY, {}),
+        }
 
 
 def _start_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
-    session.info[_FLUSH_KEY] = FlushRecord(to_lock=rows_to_lock(session))
+    session.info[_FLUSH_KEY] = FlushRecord.start(session)
 
 
 def _flush_record(target: object) -> FlushRecord | None:
@@ -95,26 +135,12 @@ def _flush_record(target: object) -> FlushRecord | None:
         return None
     record: FlushRecord | None = session.info.get(_FLUSH_KEY)
     if record is None:
-        # Not setdefault(): that would build a FlushRecord for every object flushed.
-        record = session.info[_FLUSH_KEY] = FlushRecord()
+        record = session.info[_FLUSH_KEY] = FlushRecord.start(session)
     return record
 
 
-def _recording_flush(target: object) -> FlushRecord | None:
-    """Like :func:`_flush_record`, but ``None`` while versioning is suppressed."""
-    return None if versioning_suppressed() else _flush_record(target)
-
-
-def _changed_attributes(state: InstanceState[Any], keys: tuple[str, ...]) -> list[str]:
-    return [key for key in keys if state.attrs[key].history.has_changes()]
-
-
-def _require_change_info(target: object) -> None:
-    if (
-        has_app_context()
-        and current_app.config.get("CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO")
-        and active_extra_change_info() is None
-    ):
+def _require_change_info(record: FlushRecord, target: object) -> None:
+    if record.missing_change_info:
         raise ChrononautException(
             f"Strict tracking is enabled, but a change to {type(target).__name__} was "
             "flushed outside `extra_change_info(...)`. Wrap the commit in "
@@ -122,63 +148,75 @@ def _require_change_info(target: object) -> None:
         )
 
 
+def _hidden_changed(state: InstanceState[Any], columns: VersionedColumns) -> list[str]:
+    """Return the hidden attributes of ``state`` that the flush changes, in column order."""
+    if not columns.hidden:
+        return []
+    changed = changed_attributes(state, columns.hidden)
+    return [key for key in columns.hidden if key in changed]
+
+
 def _register_versioned_table(mapper: Mapper[Any], class_: type[Any]) -> None:
     """Note the mapper's table, so that statements writing it can be refused."""
     versioned_tables.add(mapper.local_table)  # type: ignore[arg-type]
 
 
-def _lock_row(mapper: Mapper[Any], connection: Any, target: Versioned, deleting: bool) -> None:
-    """Lock the rows the flush changes before its first UPDATE or DELETE, and then each
-    row found to change that the flush did not know about when it started."""
-    record = _flush_record(target)
-    if record is None:
-        return
+def _lock_row(
+    record: FlushRecord,
+    mapper: Mapper[Any],
+    connection: Any,
+    state: InstanceState[Any],
+    deleting: bool,
+) -> None:
+    """Lock the rows the flush changes before its first UPDATE or DELETE, and then
+    ``state``'s row if the flush did not know it would change it when it started."""
     if record.to_lock:
         pending, record.to_lock = record.to_lock, {}
         for version_column, states in pending.items():
             lock_rows(connection, version_column, states)
             record.locked.update(states)
-    state = inspect(target)
-    if state not in record.locked and (
-        deleting or _changed_attributes(state, tuple(prop.key for prop in mapper.column_attrs))
-    ):
+    if state not in record.locked and (deleting or changes_a_column(state)):
         lock_rows(connection, mapper.columns[VERSION_KEY], [state])
         record.locked.add(state)
 
 
 def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
-    record = _recording_flush(target)
-    if record is None:
+    record = _flush_record(target)
+    if record is None or not record.recording:
         return
-    _require_change_info(target)
+    _require_change_info(record, target)
     columns = VersionedColumns.of(mapper)
     if target.version is None:
         target.version = 0
-    hidden_changed = _changed_attributes(inspect(target), columns.hidden)
+    hidden_changed = _hidden_changed(instance_state(target), columns)
     record.pending.append(PendingActivity(target, columns, hidden_changed))
 
 
 def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
-    _lock_row(mapper, connection, target, deleting=False)
-    state = inspect(target)
-    record = _recording_flush(target)
+    record = _flush_record(target)
     if record is None:
         return
-    columns = VersionedColumns.of(mapper)
-    hidden_changed = _changed_attributes(state, columns.hidden)
-    if not hidden_changed and not _changed_attributes(state, columns.tracked):
+    state = instance_state(target)
+    _lock_row(record, mapper, connection, state, deleting=False)
+    if not record.recording:
         return
-    _require_change_info(target)
+    columns = VersionedColumns.of(mapper)
+    hidden_changed = _hidden_changed(state, columns)
+    if not hidden_changed and not changed_attributes(state, columns.tracked_keys):
+        return
+    _require_change_info(record, target)
     target.version = (target.version or 0) + 1
     record.pending.append(PendingActivity(target, columns, hidden_changed))
 
 
 def _record_delete(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
-    _lock_row(mapper, connection, target, deleting=True)
-    record = _recording_flush(target)
+    record = _flush_record(target)
     if record is None:
         return
-    _require_change_info(target)
+    _lock_row(record, mapper, connection, instance_state(target), deleting=True)
+    if not record.recording:
+        return
+    _require_change_info(record, target)
     columns = VersionedColumns.of(mapper)
     data = columns.data_of(target)
     data[VERSION_KEY] = (data[VERSION_KEY] or 0) + 1
@@ -187,27 +225,54 @@ def _record_delete(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
     )
 
 
+def _activity_insert(table: Table) -> Insert:
+    """Return the (cached) statement that writes a flush's rows into ``table``.
+
+    The rows travel as one JSON array, unpacked by ``jsonb_to_recordset`` in the
+    server: a single parameter is encoded in one call, where binding the four JSONB
+    columns of every row took more time than the server needed to store them.
+    """
+    statement = _activity_inserts.get(table)
+    if statement is None:
+        names = ("table_name", "version", "key", "data", "user_info", "extra_info")
+        rows = (
+            func.jsonb_to_recordset(bindparam("rows", type_=JSONB))
+            .table_valued(*(column(name, table.c[name].type) for name in names))
+            .render_derived(with_types=True)
+        )
+        changed = cast(bindparam("changed"), table.c.changed.type)
+        statement = insert(table).from_select(
+            [*names, "changed"], select(*(rows.c[name] for name in names), changed)
+        )
+        _activity_inserts[table] = statement
+    return statement
+
+
+_activity_inserts: WeakKeyDictionary[Table, Insert] = WeakKeyDictionary()
+
+
 def _write_activity(session: Session, flush_context: UOWTransaction) -> None:
     record: FlushRecord | None = session.info.pop(_FLUSH_KEY, None)
     if record is None or not record.pending:
         return
     rows_by_table: dict[Table, list[dict[str, Any]]] = {}
+    tables: dict[type[Any], Table] = {}
     appended_info_states = session.info.setdefault(_APPENDED_INFO_RECORDED_KEY, [])
     for change in record.pending:
         target, columns = change.target, change.columns
         model = type(target)
+        state = instance_state(target)
         data = change.data if change.data is not None else columns.data_of(target)
-        extra_info = record.extra_info_for(model, target)
+        extra_info = record.extra_info_for(model, state)
         if change.hidden_columns_changed:
             extra_info["hidden_cols_changed"] = change.hidden_columns_changed
-        state = inspect(target)
         if APPENDED_CHANGE_INFO_KEY in state.info:
             appended_info_states.append(state)
-        table = activity_class_for(model).__table__
-        rows_by_table.setdefault(table, []).append(
+        if model not in tables:
+            tables[model] = activity_class_for(model).__table__
+        rows_by_table.setdefault(tables[model], []).append(
             {
                 "table_name": columns.table_name,
-                "changed": record.changed,
                 "version": data[VERSION_KEY],
                 "key": change.key if change.key is not None else columns.key_of(target),
                 "data": data,
@@ -216,7 +281,7 @@ def _write_activity(session: Session, flush_context: UOWTransaction) -> None:
             }
         )
     for table, rows in rows_by_table.items():
-        session.execute(insert(table), rows)
+        session.execute(_activity_insert(table), {"rows": rows, "changed": record.changed})
 
 
 def _forget_recorded_appended_info(session: Session) -> None:
@@ -233,7 +298,7 @@ def _discard_flush_state(session: Session) -> None:
 def _stamp(target: RecordChanges, record: FlushRecord) -> None:
     model = type(target)
     change_info = dict(record.user_info_for(model))
-    extra_info = record.extra_info_for(model, target)
+    extra_info = record.extra_info_for(model, instance_state(target))
     if extra_info:
         change_info["extra"] = extra_info
     target.change_info = change_info
@@ -250,10 +315,8 @@ def _stamp_update(mapper: Mapper[Any], connection: Any, target: RecordChanges) -
     record = _flush_record(target)
     if record is None:
         return
-    keys = tuple(
-        prop.key for prop in mapper.column_attrs if prop.key not in _RECORD_CHANGES_COLUMNS
-    )
-    if _changed_attributes(inspect(target), keys):
+    changed = changed_attributes(instance_state(target), mapper.column_attrs)
+    if any(key not in _RECORD_CHANGES_COLUMNS for key in changed):
         _stamp(target, record)
 
 

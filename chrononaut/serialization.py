@@ -26,6 +26,9 @@ UTC = timezone.utc
 
 JSONScalar = str | int | float | bool | None
 
+#: Types stored as they are; checked by identity first, as most column values are one.
+_STORED_AS_IS = frozenset({str, int, bool, type(None)})
+
 
 def serialize_datetime(dt: datetime) -> str:
     """Return ``dt`` as ISO 8601 text in UTC, ending in ``+00:00``.
@@ -58,8 +61,10 @@ def serialize_value(value: Any) -> Any:
 
     :func:`deserialize_value` reads each of them back.
     """
-    # Enum members are checked first: a str- or int-based enum would otherwise pass as
-    # its plain value, while history has always stored them as ``str(member)``.
+    if type(value) in _STORED_AS_IS:
+        return value
+    # Enum members are checked before the str and int subclasses they may be, as
+    # history has always stored them as ``str(member)``.
     if isinstance(value, enum.Enum):
         return str(value)
     if value is None or isinstance(value, (str, int)):

@@ -9,6 +9,7 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy import Integer, Select, Table, bindparam, inspect, select
 from sqlalchemy.orm import Mapped, Mapper, Query, declared_attr, mapped_column, object_session
+from sqlalchemy.orm.attributes import instance_state
 
 from chrononaut.change_info import ChangeInfoMixin
 from chrononaut.exceptions import ChrononautException
@@ -29,6 +30,8 @@ class VersionedColumns:
     primary_key: tuple[str, ...]
     tracked: tuple[str, ...]
     hidden: tuple[str, ...]
+    #: ``tracked`` as a set, for the membership tests of every flushed object.
+    tracked_keys: frozenset[str]
 
     @classmethod
     def of(cls, mapper: Mapper[Any]) -> VersionedColumns:
@@ -39,30 +42,46 @@ class VersionedColumns:
             hidden = set(getattr(model, "__chrononaut_hidden__", ()))
             untracked = set(getattr(model, "__chrononaut_untracked__", ()))
             attribute_keys = [prop.key for prop in mapper.column_attrs]
+            tracked = tuple(
+                key
+                for key in attribute_keys
+                if key not in hidden and key not in untracked and key != VERSION_KEY
+            )
             columns = cls(
                 table_name=mapper.local_table.name,  # type: ignore[attr-defined]
                 primary_key=tuple(
                     mapper.get_property_by_column(column).key for column in mapper.primary_key
                 ),
-                tracked=tuple(
-                    key
-                    for key in attribute_keys
-                    if key not in hidden and key not in untracked and key != VERSION_KEY
-                ),
+                tracked=tracked,
                 hidden=tuple(key for key in attribute_keys if key in hidden),
+                tracked_keys=frozenset(tracked),
             )
             _columns_by_mapper[mapper] = columns
         return columns
 
     def key_of(self, obj: object) -> dict[str, Any]:
         """Return the ``key`` JSON that identifies ``obj`` in the activity table."""
-        return {name: serialize_value(getattr(obj, name)) for name in self.primary_key}
+        return _values_of(obj, self.primary_key)
 
     def data_of(self, obj: object) -> dict[str, Any]:
         """Return the ``data`` JSON of ``obj``: tracked values plus ``version``."""
-        data = {name: serialize_value(getattr(obj, name)) for name in self.tracked}
+        data = _values_of(obj, self.tracked)
         data[VERSION_KEY] = getattr(obj, VERSION_KEY)
         return data
+
+
+def _values_of(obj: object, names: tuple[str, ...]) -> dict[str, Any]:
+    """Return the stored form of ``obj``'s attributes ``names``.
+
+    Loaded values are read from the instance's dict, which is what the attribute
+    access would return without its per-call instrumentation; only attributes that are
+    expired or deferred go through ``getattr`` and load.
+    """
+    loaded = instance_state(obj).dict
+    return {
+        name: serialize_value(loaded[name] if name in loaded else getattr(obj, name))
+        for name in names
+    }
 
 
 _columns_by_mapper: WeakKeyDictionary[Mapper[Any], VersionedColumns] = WeakKeyDictionary()
