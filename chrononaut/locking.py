@@ -15,10 +15,11 @@ on its own instead of as one batch; one statement per table and flush is cheaper
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import ColumnElement, select, tuple_
+from sqlalchemy import BindParameter, Select, bindparam, select, tuple_
 from sqlalchemy.orm import InstanceState, Session
 from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE, instance_state
 
@@ -68,9 +69,17 @@ def changed_attributes(state: InstanceState[Any], keys: AttributeNames) -> list[
     ]
 
 
+def changes_any(state: InstanceState[Any], keys: AttributeNames) -> bool:
+    """Tell whether any of ``keys`` has a change the flush will write."""
+    return any(
+        key in keys and state.get_history(key, PASSIVE_NO_INITIALIZE).has_changes()
+        for key in state.committed_state
+    )
+
+
 def changes_a_column(state: InstanceState[Any]) -> bool:
     """Tell whether the flush writes a column of ``state``'s row (not just collections)."""
-    return bool(changed_attributes(state, state.mapper.column_attrs))
+    return changes_any(state, state.mapper.column_attrs)
 
 
 def version_read(state: InstanceState[Any]) -> Any:
@@ -81,10 +90,27 @@ def version_read(state: InstanceState[Any]) -> Any:
     return (history.deleted or history.unchanged or (None,))[0]
 
 
-def _key_in(columns: Sequence[Any], keys: Iterable[tuple[Any, ...]]) -> ColumnElement[bool]:
-    if len(columns) == 1:
-        return columns[0].in_([key[0] for key in keys])
-    return tuple_(*columns).in_(list(keys))
+def _lock_statement(version_column: Any, key_columns: Sequence[Any]) -> Select[Any]:
+    """Return the (cached) ``SELECT ... FOR UPDATE`` of the rows guarded by
+    ``version_column``, whose primary keys it takes as the ``keys`` parameter."""
+    statement = _lock_statements.get(version_column)
+    if statement is None:
+        keys: BindParameter[Any] = bindparam("keys", expanding=True)
+        key_in = (
+            key_columns[0].in_(keys) if len(key_columns) == 1 else tuple_(*key_columns).in_(keys)
+        )
+        statement = (
+            select(version_column, *key_columns)
+            .where(key_in)
+            # One order for every transaction, so that two flushes cannot deadlock here.
+            .order_by(*key_columns)
+            .with_for_update()
+        )
+        _lock_statements[version_column] = statement
+    return statement
+
+
+_lock_statements: WeakKeyDictionary[Any, Select[Any]] = WeakKeyDictionary()
 
 
 def lock_rows(connection: Any, version_column: Any, states: Sequence[InstanceState[Any]]) -> None:
@@ -96,17 +122,13 @@ def lock_rows(connection: Any, version_column: Any, states: Sequence[InstanceSta
     :param states: persistent objects of models whose ``version`` is that column.
     :raises ConcurrentChangeError: another transaction changed or deleted a row.
     """
-    key_columns = list(states[0].mapper.primary_key)
-    query = (
-        select(version_column, *key_columns)
-        .where(_key_in(key_columns, [state.identity for state in states if state.identity]))
-        # One order for every transaction, so that two flushes cannot deadlock here.
-        .order_by(*key_columns)
-        .with_for_update()
-    )
+    key_columns = states[0].mapper.primary_key
+    identities = [state.identity for state in states if state.identity]
+    keys: list[Any] = [key[0] for key in identities] if len(key_columns) == 1 else identities
+    query = _lock_statement(version_column, key_columns)
     # Once a row is locked, PostgreSQL returns its newest committed version, even if
     # it was changed while this statement waited for the lock.
-    stored = {tuple(key): version for version, *key in connection.execute(query)}
+    stored = {tuple(key): version for version, *key in connection.execute(query, {"keys": keys})}
     stale = [
         state
         for state in states

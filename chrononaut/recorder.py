@@ -32,6 +32,7 @@ from chrononaut.locking import (
     RowsToLock,
     changed_attributes,
     changes_a_column,
+    changes_any,
     lock_rows,
     rows_to_lock,
 )
@@ -186,9 +187,10 @@ def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
         return
     _require_change_info(record, target)
     columns = VersionedColumns.of(mapper)
-    if target.version is None:
+    state = instance_state(target)
+    if state.dict.get(VERSION_KEY) is None:
         target.version = 0
-    hidden_changed = _hidden_changed(instance_state(target), columns)
+    hidden_changed = _hidden_changed(state, columns)
     record.pending.append(PendingActivity(target, columns, hidden_changed))
 
 
@@ -202,7 +204,7 @@ def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
         return
     columns = VersionedColumns.of(mapper)
     hidden_changed = _hidden_changed(state, columns)
-    if not hidden_changed and not changed_attributes(state, columns.tracked_keys):
+    if not hidden_changed and not changes_any(state, columns.tracked_keys):
         return
     _require_change_info(record, target)
     target.version = (target.version or 0) + 1
