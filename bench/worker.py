@@ -47,6 +47,7 @@ class StatementCounter:
     """Counts the statements an engine sends to the server (an executemany counts once)."""
 
     def __init__(self, engine: Any) -> None:
+        self.engine = engine
         self.count = 0
         event.listen(engine, "before_cursor_execute", self._seen)
 
@@ -66,8 +67,25 @@ def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
         yield ids[start_at : start_at + size]
 
 
+def settle(engine: Any) -> None:
+    """Let the server catch up before a timed workload: vacuum and analyze the tables,
+    and write out the dirty pages, so that maintenance caused by the previous step does
+    not land in the next step's time (``CHECKPOINT`` is skipped if the user may not)."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM ANALYZE")
+        may_checkpoint = connection.exec_driver_sql(
+            "SELECT rolsuper OR CASE WHEN to_regrole('pg_checkpoint') IS NULL THEN false "
+            "ELSE pg_has_role('pg_checkpoint', 'MEMBER') END "
+            "FROM pg_roles WHERE rolname = current_user"
+        ).scalar()
+        if may_checkpoint:
+            connection.exec_driver_sql("CHECKPOINT")
+
+
 def _timed(work: Callable[[], int], counter: StatementCounter) -> dict[str, float]:
-    """Run ``work`` (which returns its number of commits) and measure it."""
+    """Run ``work`` (which returns its number of commits) and measure it, once the server
+    has settled."""
+    settle(counter.engine)
     before = counter.count
     started = time.perf_counter()
     commits = work()

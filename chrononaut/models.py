@@ -44,10 +44,11 @@ def activity_factory(Base: type[Any], schema: str | None = None) -> type[Any]:
 
         __tablename__ = "chrononaut_activity"
         __table_args__ = (
-            # The original's index, kept so that old databases and new ones match.
-            Index("ix_chrononaut_activity_key_table_name", "key", "table_name"),
-            # What the read helpers use: one object's rows in time order, so that
-            # version_at() reads one index entry however long the history is.
+            # One object's rows in time order, so that version_at() reads one index
+            # entry however long the history is. It replaces the original index on
+            # (key, table_name), whose columns it leads with: a second index only made
+            # every recorded change dearer. Tables made by older releases may still
+            # have that one; docs/performance.rst has the migration that swaps them.
             Index(
                 "ix_chrononaut_activity_table_name_key_changed",
                 "table_name",

@@ -91,7 +91,7 @@ def test_autogenerate_creates_the_activity_table_and_its_indexes(alembic_env, da
     for column in activity.columns:
         assert f"sa.Column('{column.name}'" in source
     index_names = {index.name for index in activity.indexes}
-    assert "ix_chrononaut_activity_key_table_name" in index_names
+    assert "ix_chrononaut_activity_table_name_key_changed" in index_names
     for index in activity.indexes:
         columns = ", ".join(f"'{column.name}'" for column in index.columns)
         assert f"op.create_index('{index.name}', 'chrononaut_activity', [{columns}]" in source

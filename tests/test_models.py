@@ -237,7 +237,10 @@ def test_activity_index(db, models):
         for index in inspect(db.engine).get_indexes("chrononaut_activity")
     }
 
-    assert indexes["ix_chrononaut_activity_key_table_name"] == ["key", "table_name"]
+    # The read index replaces the original (key, table_name) one, which it leads with.
+    assert indexes == {
+        "ix_chrononaut_activity_table_name_key_changed": ["table_name", "key", "changed", "id"]
+    }
 
 
 def test_activity_factory_places_the_table_in_a_schema(db):

@@ -1,35 +1,34 @@
-"""Add the index Chrononaut's history reads use.
+"""Give an older ``chrononaut_activity`` table the index of Chrononaut 0.6.
 
-An Alembic migration for databases whose ``chrononaut_activity`` table was made before
-Chrononaut 0.6. The index is built without locking out writes; the original
-``ix_chrononaut_activity_key_table_name`` stays.
+An Alembic migration for databases whose activity table was made before Chrononaut
+0.6: it builds ``ix_chrononaut_activity_table_name_key_changed``, which the history
+reads use, and then drops the original ``ix_chrononaut_activity_key_table_name``, which
+the new index makes redundant. Both run without locking out writes.
 """
 
 from alembic import op
 
-revision = "add_chrononaut_read_index"
+revision = "chrononaut_history_read_index"
 down_revision = None  # set to your latest revision
 
-INDEX = "ix_chrononaut_activity_table_name_key_changed"
+TABLE = "chrononaut_activity"
+NEW_INDEX = "ix_chrononaut_activity_table_name_key_changed"
+NEW_COLUMNS = ["table_name", "key", "changed", "id"]
+OLD_INDEX = "ix_chrononaut_activity_key_table_name"
+OLD_COLUMNS = ["key", "table_name"]
+
+
+def _swap(create: str, columns: list[str], drop: str) -> None:
+    # CREATE and DROP INDEX CONCURRENTLY cannot run inside a transaction. The new index
+    # is complete before the old one goes, so reads always have one of them.
+    with op.get_context().autocommit_block():
+        op.create_index(create, TABLE, columns, postgresql_concurrently=True, if_not_exists=True)
+        op.drop_index(drop, table_name=TABLE, postgresql_concurrently=True, if_exists=True)
 
 
 def upgrade() -> None:
-    # CREATE INDEX CONCURRENTLY cannot run inside a transaction.
-    with op.get_context().autocommit_block():
-        op.create_index(
-            INDEX,
-            "chrononaut_activity",
-            ["table_name", "key", "changed", "id"],
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
+    _swap(NEW_INDEX, NEW_COLUMNS, OLD_INDEX)
 
 
 def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.drop_index(
-            INDEX,
-            table_name="chrononaut_activity",
-            postgresql_concurrently=True,
-            if_exists=True,
-        )
+    _swap(OLD_INDEX, OLD_COLUMNS, NEW_INDEX)
