@@ -163,12 +163,16 @@ def _summary(
     """Medians over the repetitions; ratios are taken per repetition against plain's run."""
     summary: dict[str, Any] = {}
     for workload in ("insert", "update", "delete"):
+        seconds = [run[workload]["seconds"] for run in runs]
+        ratios = [
+            run[workload]["seconds"] / plain[workload]["seconds"]
+            for run, plain in zip(runs, plain_runs, strict=True)
+        ]
         summary[workload] = {
-            "seconds": statistics.median(run[workload]["seconds"] for run in runs),
-            "ratio": statistics.median(
-                run[workload]["seconds"] / plain[workload]["seconds"]
-                for run, plain in zip(runs, plain_runs, strict=True)
-            ),
+            "seconds": statistics.median(seconds),
+            "ratio": statistics.median(ratios),
+            "seconds_per_repetition": seconds,
+            "ratio_per_repetition": ratios,
             "statements_per_commit": statistics.median(
                 run[workload]["statements_per_commit"] for run in runs
             ),

@@ -56,7 +56,7 @@ _APPENDED_INFO_RECORDED_KEY = "chrononaut.appended_info_recorded"
 _RECORD_CHANGES_COLUMNS = frozenset({"change_info", "changed"})
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingActivity:
     """A change of one versioned object, queued until the flush has written its row."""
 
@@ -188,7 +188,7 @@ def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
     _require_change_info(record, target)
     columns = VersionedColumns.of(mapper)
     state = instance_state(target)
-    if state.dict.get(VERSION_KEY) is None:
+    if not columns.version_defaults_to_zero and state.dict.get(VERSION_KEY) is None:
         target.version = 0
     hidden_changed = _hidden_changed(state, columns)
     record.pending.append(PendingActivity(target, columns, hidden_changed))

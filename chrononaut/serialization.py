@@ -27,7 +27,7 @@ UTC = timezone.utc
 JSONScalar = str | int | float | bool | None
 
 #: Types stored as they are; checked by identity first, as most column values are one.
-_STORED_AS_IS = frozenset({str, int, bool, type(None)})
+STORED_AS_IS = frozenset({str, int, bool, type(None)})
 
 
 def serialize_datetime(dt: datetime) -> str:
@@ -61,7 +61,7 @@ def serialize_value(value: Any) -> Any:
 
     :func:`deserialize_value` reads each of them back.
     """
-    if type(value) in _STORED_AS_IS:
+    if type(value) in STORED_AS_IS:
         return value
     # Enum members are checked before the str and int subclasses they may be, as
     # history has always stored them as ``str(member)``.

@@ -10,11 +10,12 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Integer, Select, Table, bindparam, inspect, select
 from sqlalchemy.orm import Mapped, Mapper, Query, declared_attr, mapped_column, object_session
 from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from chrononaut.change_info import ChangeInfoMixin
 from chrononaut.exceptions import ChrononautException
 from chrononaut.models import HistorySnapshot, activity_class_for
-from chrononaut.serialization import as_utc, serialize_value
+from chrononaut.serialization import STORED_AS_IS, as_utc, serialize_value
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -32,6 +33,9 @@ class VersionedColumns:
     hidden: tuple[str, ...]
     #: ``tracked`` as a set, for the membership tests of every flushed object.
     tracked_keys: frozenset[str]
+    #: The ``version`` column's own default gives a new row version 0, so the flush
+    #: need not set it (SQLAlchemy puts the default in the object after the INSERT).
+    version_defaults_to_zero: bool
 
     @classmethod
     def of(cls, mapper: Mapper[Any]) -> VersionedColumns:
@@ -47,6 +51,7 @@ class VersionedColumns:
                 for key in attribute_keys
                 if key not in hidden and key not in untracked and key != VERSION_KEY
             )
+            version_default = mapper.columns[VERSION_KEY].default
             columns = cls(
                 table_name=mapper.local_table.name,  # type: ignore[attr-defined]
                 primary_key=tuple(
@@ -55,6 +60,8 @@ class VersionedColumns:
                 tracked=tracked,
                 hidden=tuple(key for key in attribute_keys if key in hidden),
                 tracked_keys=frozenset(tracked),
+                version_defaults_to_zero=isinstance(version_default, ScalarElementColumnDefault)
+                and version_default.arg == 0,
             )
             _columns_by_mapper[mapper] = columns
         return columns
@@ -78,9 +85,10 @@ def _values_of(obj: object, names: tuple[str, ...]) -> dict[str, Any]:
     expired or deferred go through ``getattr`` and load.
     """
     loaded = instance_state(obj).dict
+    values = [loaded[name] if name in loaded else getattr(obj, name) for name in names]
     return {
-        name: serialize_value(loaded[name] if name in loaded else getattr(obj, name))
-        for name in names
+        name: value if type(value) in STORED_AS_IS else serialize_value(value)
+        for name, value in zip(names, values, strict=True)
     }
 
 

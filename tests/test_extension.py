@@ -119,6 +119,24 @@ def test_model_that_declares_its_own_version_keeps_it(db):
     assert Page.__table__.c.version.nullable is False
 
 
+@pytest.mark.parametrize("default", [None, 5])
+def test_a_declared_version_column_without_default_zero_still_starts_at_zero(db, default):
+    # The flush leaves version 0 to the mixin's column default; other columns get it set.
+    class Page(db.Model, Versioned):
+        __tablename__ = "page"
+        id = db.Column(db.Integer, primary_key=True)
+        title = db.Column(db.String)
+        version = db.Column(db.Integer, default=default)
+
+    db.create_all()
+    page = Page(title="first")
+    db.session.add(page)
+    db.session.commit()
+
+    assert page.version == 0
+    assert [snapshot.version for snapshot in page.versions()] == [0]
+
+
 def test_null_version_counts_as_zero(db, models):
     todo = models.Todo(title="before the mixin")
     db.session.add(todo)
