@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app, g, has_app_context, has_request_context, request
-from sqlalchemy import DateTime, inspect
+from sqlalchemy import DateTime
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
@@ -65,17 +65,6 @@ def active_extra_change_info() -> dict[str, Any] | None:
     if not has_app_context():
         return None
     return g.get(EXTRA_CHANGE_INFO_KEY)
-
-
-def appended_change_info(obj: object) -> dict[str, Any]:
-    """Return what :func:`~chrononaut.append_change_info` attached to ``obj``."""
-    return inspect(obj).info.get(APPENDED_CHANGE_INFO_KEY, {})
-
-
-def compose_extra_info(obj: object) -> dict[str, Any]:
-    """Merge the info of the open block with the info appended to ``obj``, the latter
-    winning."""
-    return {**(active_extra_change_info() or {}), **appended_change_info(obj)}
 
 
 class RecordChanges(ChangeInfoMixin):
