@@ -252,6 +252,10 @@ def _activity_insert(table: Table) -> Insert:
 
 _activity_inserts: WeakKeyDictionary[Table, Insert] = WeakKeyDictionary()
 
+#: Rows per activity INSERT. A flush of more objects sends more than one statement, so
+#: that its JSON stays far below the 256 MB a ``jsonb`` value may hold.
+ROWS_PER_STATEMENT = 1000
+
 
 def _write_activity(session: Session, flush_context: UOWTransaction) -> None:
     record: FlushRecord | None = session.info.pop(_FLUSH_KEY, None)
@@ -283,7 +287,11 @@ def _write_activity(session: Session, flush_context: UOWTransaction) -> None:
             }
         )
     for table, rows in rows_by_table.items():
-        session.execute(_activity_insert(table), {"rows": rows, "changed": record.changed})
+        for first in range(0, len(rows), ROWS_PER_STATEMENT):
+            session.execute(
+                _activity_insert(table),
+                {"rows": rows[first : first + ROWS_PER_STATEMENT], "changed": record.changed},
+            )
 
 
 def _forget_recorded_appended_info(session: Session) -> None:

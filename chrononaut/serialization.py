@@ -26,7 +26,8 @@ UTC = timezone.utc
 
 JSONScalar = str | int | float | bool | None
 
-#: Types stored as they are; checked by identity first, as most column values are one.
+#: Types :func:`serialize_value` stores as they are (their subclasses, such as enums,
+#: may not be), for callers that skip the call for the most common column values.
 STORED_AS_IS = frozenset({str, int, bool, type(None)})
 
 
@@ -61,10 +62,8 @@ def serialize_value(value: Any) -> Any:
 
     :func:`deserialize_value` reads each of them back.
     """
-    if type(value) in STORED_AS_IS:
-        return value
-    # Enum members are checked before the str and int subclasses they may be, as
-    # history has always stored them as ``str(member)``.
+    # Enum members are checked first: a str- or int-based enum would otherwise pass as
+    # its plain value, while history has always stored them as ``str(member)``.
     if isinstance(value, enum.Enum):
         return str(value)
     if value is None or isinstance(value, (str, int)):

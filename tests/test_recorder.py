@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
+from chrononaut.recorder import ROWS_PER_STATEMENT
 from tests.activity import activity_rows, rows_of
 from tests.models import Priority
 
@@ -312,6 +313,17 @@ def test_one_activity_insert_per_flush_and_no_select(db, models, statements, cou
     assert len(activity) == 1
     assert activity[0].lstrip().upper().startswith("INSERT")
     assert len(activity_rows(db)) == 2 * count
+
+
+def test_a_large_flush_writes_its_history_in_pages(db, models, statements):
+    count = ROWS_PER_STATEMENT * 2 + 1
+    db.session.add_all([models.Todo(title=f"todo {n}") for n in range(count)])
+    db.session.commit()
+    activity = [statement for statement, _ in statements if "chrononaut_activity" in statement]
+    assert len(activity) == 3
+    rows = activity_rows(db)
+    assert sorted(row.data["title"] for row in rows) == sorted(f"todo {n}" for n in range(count))
+    assert len({row.changed for row in rows}) == 1
 
 
 def test_all_rows_of_one_flush_share_its_timestamp(db, models):
