@@ -3,9 +3,10 @@
 Mapper events on the :class:`~chrononaut.Versioned` mixin see every row the flush
 writes, including foreign keys synchronised from relationships, orphan deletes and
 cascades. They bump versions and queue the changes on the session; ``after_flush``
-then writes the queued snapshots with one Core ``INSERT`` per activity table, inside
-the flush's transaction, so data and history commit or roll back together. Before the
-first UPDATE or DELETE they lock the rows the flush changes (``chrononaut.locking``).
+then writes the queued snapshots with one Core ``INSERT`` per activity table (and
+1,000 snapshots), inside the flush's transaction, so data and history commit or roll
+back together. Before the first UPDATE or DELETE they lock the rows the flush changes
+(``chrononaut.locking``).
 """
 
 from __future__ import annotations
