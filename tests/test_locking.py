@@ -22,6 +22,14 @@ def other(db, models):
     session.close()
 
 
+def _stored_todo(session, models):
+    """Commit a new todo through ``session`` and return it, as that session holds it."""
+    todo = models.Todo(title="a")
+    session.add(todo)
+    session.commit()
+    return todo
+
+
 def _versions(db, table_name, **key):
     return [
         (row.version, row.data.get("title", row.data.get("name")))
@@ -30,11 +38,8 @@ def _versions(db, table_name, **key):
 
 
 def test_the_error_is_a_chrononaut_and_a_stale_data_error(db, session, other, models):
-    todo = models.Todo(title="a")
-    session.add(todo)
-    session.commit()
-    todo_id = todo.id
-    mine = session.get(models.Todo, todo_id)
+    mine = _stored_todo(session, models)
+    todo_id = mine.id
     other.get(models.Todo, todo_id).title = "theirs"
     other.commit()
 
@@ -68,11 +73,8 @@ def test_one_lock_statement_per_table_and_flush(db, session, models, count):
 
 
 def test_second_concurrent_update_fails_and_records_nothing(db, session, other, models):
-    todo = models.Todo(title="a")
-    session.add(todo)
-    session.commit()
-    mine = session.get(models.Todo, todo.id)
-    theirs = other.get(models.Todo, todo.id)
+    mine = _stored_todo(session, models)
+    theirs = other.get(models.Todo, mine.id)
 
     theirs.title = "theirs"
     other.commit()
@@ -81,22 +83,19 @@ def test_second_concurrent_update_fails_and_records_nothing(db, session, other, 
         session.commit()
     session.rollback()
 
-    assert _versions(db, "todo", id=todo.id) == [(0, "a"), (1, "theirs")]
+    assert _versions(db, "todo", id=mine.id) == [(0, "a"), (1, "theirs")]
     session.refresh(mine)
     assert (mine.title, mine.version) == ("theirs", 1)
     # After reloading, the change goes through as version 2.
     mine.title = "mine"
     session.commit()
-    assert _versions(db, "todo", id=todo.id)[-1] == (2, "mine")
+    assert _versions(db, "todo", id=mine.id)[-1] == (2, "mine")
 
 
 @pytest.mark.parametrize("first", ["update", "delete"])
 def test_delete_after_a_concurrent_change_fails(db, session, other, models, first):
-    todo = models.Todo(title="a")
-    session.add(todo)
-    session.commit()
-    todo_id = todo.id
-    mine = session.get(models.Todo, todo_id)
+    mine = _stored_todo(session, models)
+    todo_id = mine.id
     theirs = other.get(models.Todo, todo_id)
 
     if first == "update":
@@ -113,11 +112,8 @@ def test_delete_after_a_concurrent_change_fails(db, session, other, models, firs
 
 
 def test_update_after_a_concurrent_delete_fails(db, session, other, models):
-    todo = models.Todo(title="a")
-    session.add(todo)
-    session.commit()
-    todo_id = todo.id
-    mine = session.get(models.Todo, todo_id)
+    mine = _stored_todo(session, models)
+    todo_id = mine.id
     other.delete(other.get(models.Todo, todo_id))
     other.commit()
 
@@ -131,11 +127,8 @@ def test_update_after_a_concurrent_delete_fails(db, session, other, models):
 
 
 def test_untracked_change_is_checked_but_not_bumped(db, session, other, models):
-    todo = models.Todo(title="a")
-    session.add(todo)
-    session.commit()
-    mine = session.get(models.Todo, todo.id)
-    theirs = other.get(models.Todo, todo.id)
+    mine = _stored_todo(session, models)
+    theirs = other.get(models.Todo, mine.id)
 
     theirs.title = "theirs"
     other.commit()
@@ -148,15 +141,12 @@ def test_untracked_change_is_checked_but_not_bumped(db, session, other, models):
     mine.starred = True
     session.commit()
     assert (mine.starred, mine.version) == (True, 1)
-    assert len(rows_of(db, "todo", id=todo.id)) == 2
+    assert len(rows_of(db, "todo", id=mine.id)) == 2
 
 
 def test_suppressed_versioning_still_checks(db, session, other, models):
-    todo = models.Todo(title="a")
-    session.add(todo)
-    session.commit()
-    mine = session.get(models.Todo, todo.id)
-    theirs = other.get(models.Todo, todo.id)
+    mine = _stored_todo(session, models)
+    theirs = other.get(models.Todo, mine.id)
     theirs.title = "theirs"
     other.commit()
 
@@ -164,7 +154,7 @@ def test_suppressed_versioning_still_checks(db, session, other, models):
     with suppress_versioning(), pytest.raises(StaleDataError):
         session.commit()
     session.rollback()
-    assert session.get(models.Todo, todo.id).title == "theirs"
+    assert session.get(models.Todo, mine.id).title == "theirs"
 
 
 @pytest.mark.parametrize("model_name", ["Dog", "Cat"])
