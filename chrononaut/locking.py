@@ -15,7 +15,7 @@ on its own instead of as one batch; one statement per table and flush is cheaper
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
@@ -56,25 +56,24 @@ class AttributeNames(Protocol):
     def __contains__(self, key: str, /) -> bool: ...
 
 
-def changed_attributes(state: InstanceState[Any], keys: AttributeNames) -> list[str]:
-    """Return which of ``keys`` have changes the flush will write, in change order.
-
-    Only attributes set since the object was loaded can have any, so only they are
-    looked at, and not every attribute of the object.
-    """
-    return [
+def _changed_keys(state: InstanceState[Any], keys: AttributeNames) -> Iterator[str]:
+    # Only attributes set since the object was loaded can have changes, so only they
+    # are looked at, and not every attribute of the object.
+    return (
         key
         for key in state.committed_state
         if key in keys and state.get_history(key, PASSIVE_NO_INITIALIZE).has_changes()
-    ]
+    )
+
+
+def changed_attributes(state: InstanceState[Any], keys: AttributeNames) -> list[str]:
+    """Return which of ``keys`` have changes the flush will write, in change order."""
+    return list(_changed_keys(state, keys))
 
 
 def changes_any(state: InstanceState[Any], keys: AttributeNames) -> bool:
     """Tell whether any of ``keys`` has a change the flush will write."""
-    return any(
-        key in keys and state.get_history(key, PASSIVE_NO_INITIALIZE).has_changes()
-        for key in state.committed_state
-    )
+    return any(_changed_keys(state, keys))
 
 
 def changes_a_column(state: InstanceState[Any]) -> bool:
