@@ -2,12 +2,12 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from chrononaut.change_info import RecordChanges
-from chrononaut.context_managers import append_change_info, extra_change_info, rationale
+from chrononaut.capture.change_info import RecordChanges
+from chrononaut.capture.context import append_change_info, extra_change_info, rationale
+from chrononaut.capture.session import VersionedSession
+from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import ChrononautException
 from chrononaut.extension import VersionedSQLAlchemy
-from chrononaut.session import VersionedSession
-from chrononaut.versioned import Versioned
 
 try:
     __version__ = version("chrononaut")

@@ -7,6 +7,15 @@ class ChrononautException(Exception):
     """Base class of every error Chrononaut raises on purpose."""
 
 
+class InvalidArgumentError(ChrononautException, TypeError, ValueError):
+    """A public function or method was given an argument of the wrong type or value.
+
+    Every bad argument raises this one error. It is a :class:`ChrononautException`, as
+    the original raised for bad diff arguments, and also a :class:`TypeError` and a
+    :class:`ValueError`, so that code written for either built-in catches it.
+    """
+
+
 class ChrononautRelationshipError(ChrononautException, AttributeError):
     """A relationship was read from a :class:`~chrononaut.models.HistorySnapshot`.
 

@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from flask_sqlalchemy import SQLAlchemy
+import click
+from flask.cli import AppGroup
 
-from chrononaut import recorder
-from chrononaut.cli import chrononaut_cli
-from chrononaut.exceptions import ChrononautException
-from chrononaut.models import activity_factory
-from chrononaut.session import VersionedSession
+from chrononaut._compat import SessionFactoryHook
+from chrononaut.capture import recorder
+from chrononaut.capture.session import VersionedSession
+from chrononaut.exceptions import InvalidArgumentError
+from chrononaut.history.activity import Activity, activity_factory
 
 if TYPE_CHECKING:
     from flask import Flask
-    from sqlalchemy.orm import sessionmaker
+
+#: The module of the ``flask chrononaut`` commands, imported when one of them runs.
+_CLI_MODULE = "chrononaut.interfaces.cli"
 
 
-class VersionedSQLAlchemy(SQLAlchemy):
+class _CommandsOnDemand(AppGroup):
+    """The ``flask chrononaut`` group, whose commands are imported only when the
+    command line asks for them, so that a web process never loads them (click's
+    lazily loaded subcommands)."""
+
+    def _commands(self) -> click.Group:
+        group: click.Group = importlib.import_module(_CLI_MODULE).chrononaut_cli
+        return group
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self._commands().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._commands().get_command(ctx, cmd_name)
+
+
+class VersionedSQLAlchemy(SessionFactoryHook):
     """Flask-SQLAlchemy's extension with history for :class:`~chrononaut.Versioned` models.
 
     It takes the same arguments as :class:`flask_sqlalchemy.SQLAlchemy`, defines the
@@ -36,12 +56,13 @@ class VersionedSQLAlchemy(SQLAlchemy):
         recorder.listen(activity_class)
 
     @property
-    def activity_cls(self) -> type[Any]:
+    def activity_cls(self) -> type[Activity]:
         """The mapped model of the ``chrononaut_activity`` table."""
         return self._activity_class
 
     def init_app(self, app: Flask) -> None:
-        """Register the extension on ``app`` and set the ``CHRONONAUT_*`` config defaults.
+        """Register the extension on ``app``, set the ``CHRONONAUT_*`` config defaults
+        and add the ``flask chrononaut`` commands.
 
         :raises RuntimeError: an extension is already registered on ``app``.
         """
@@ -49,17 +70,20 @@ class VersionedSQLAlchemy(SQLAlchemy):
         app.config.setdefault("CHRONONAUT_EXTRA_CHANGE_INFO_FUNC", None)
         super().init_app(app)
         app.extensions["chrononaut"] = self
-        app.cli.add_command(chrononaut_cli)
+        app.cli.add_command(
+            _CommandsOnDemand("chrononaut", help="Inspect and migrate Chrononaut history.")
+        )
 
-    def _make_session_factory(self, options: dict[str, Any]) -> sessionmaker[Any]:
-        # Private Flask-SQLAlchemy hook, overridden on purpose: it is the one place that
-        # both db.session and db._make_scoped_session(options) (which test fixtures call
-        # to bind a session to a connection) go through, so every session the extension
-        # makes is versioned. tests/test_extension.py fails if Flask-SQLAlchemy moves it.
+    def session_factory_options(self, options: dict[str, Any]) -> None:
+        """Make every session of the extension a :class:`~chrononaut.VersionedSession`.
+
+        :raises ChrononautException: ``session_options`` name a session class that is
+            not a :class:`~chrononaut.VersionedSession`, whose changes would not be
+            recorded.
+        """
         session_class = options.setdefault("class_", VersionedSession)
         if not issubclass(session_class, VersionedSession):
-            raise ChrononautException(
+            raise InvalidArgumentError(
                 f"The session class {session_class.__name__} must subclass "
                 "chrononaut.VersionedSession, or its changes would not be versioned."
             )
-        return super()._make_session_factory(options)

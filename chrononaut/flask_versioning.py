@@ -1,5 +1,5 @@
 """Names older applications import from ``chrononaut.flask_versioning``."""
 
-from chrononaut.serialization import UTC, serialize_datetime
+from chrononaut.history.serialization import UTC, serialize_datetime
 
 __all__ = ["UTC", "serialize_datetime"]

@@ -17,6 +17,9 @@ import pytest
 
 from tests.demo_process import servers_under, start_demo, stop_demo
 
+# Real browsers and real processes: left out of the quick loop, `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 

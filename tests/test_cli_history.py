@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from chrononaut.serialization import UTC
+from chrononaut.history.serialization import UTC
 from tests.viewer_data import acting_as, todo_history
 
 

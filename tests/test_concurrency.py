@@ -7,6 +7,7 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+import pytest
 from flask import Flask
 from sqlalchemy import insert, select
 from sqlalchemy.orm.exc import StaleDataError
@@ -81,6 +82,7 @@ def _work(database_url: str, worker: int, ids: list[int]) -> WorkerLog:
     return log
 
 
+@pytest.mark.slow
 def test_concurrent_writers_keep_history_complete_and_exact(db, database_url):
     Todo = define_models(db, "classic").Todo
     db.create_all()

@@ -12,6 +12,9 @@ from sqlalchemy import create_engine, text
 
 from tests.demo_process import servers_under, start_demo, stop_demo
 
+# Real browsers and real processes: left out of the quick loop, `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 def test_demo_on_an_embedded_server_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
     process, url, _ = start_demo(tmp_path)

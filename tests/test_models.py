@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Table, insert, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase
 
-from chrononaut import ChrononautException, rationale
+from chrononaut import ChrononautException, Versioned, rationale
 from chrononaut.exceptions import (
     ChrononautRelationshipError,
     HiddenAttributeError,
@@ -110,8 +110,14 @@ def test_snapshots_are_read_only(session, models):
         del snapshot._data
     with pytest.raises(ChrononautException, match=READ_ONLY):
         del snapshot.no_such_column
+    with pytest.raises(ChrononautException, match=READ_ONLY):
+        snapshot.chrononaut_version = 7
+    with pytest.raises(TypeError):
+        snapshot.chrononaut_data["title"] = "changed"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        snapshot.chrononaut_key["id"] = 0  # type: ignore[index]
     assert snapshot.title == "Buy milk"
-    assert snapshot._data["title"] == "Buy milk"
+    assert snapshot.chrononaut_data["title"] == "Buy milk"
 
 
 def test_chrononaut_meta(session, models):
@@ -134,23 +140,39 @@ def test_chrononaut_meta(session, models):
     assert fourth.chrononaut_meta["extra_info"] == {"rationale": "tidy up"}
 
 
-def test_private_fields_hold_the_stored_row(db, session, models):
+def test_public_accessors_hold_the_stored_row(db, session, models):
     _, snapshots = _todo_snapshots(session, models)
     rows = activity_rows(db)
 
     assert len(rows) == len(snapshots) == 3
     for snapshot, row in zip(snapshots, rows, strict=True):
-        assert snapshot._data == row.data
-        assert snapshot._key == row.key
-        assert snapshot._version == row.version
+        assert snapshot.chrononaut_data == row.data
+        assert snapshot.chrononaut_key == row.key
+        assert snapshot.chrononaut_version == row.version
+        assert snapshot.chrononaut_model is models.Todo
+        assert snapshot.chrononaut_activity_id == row.id
+        assert snapshot.chrononaut_changed == row.changed
+        assert snapshot.chrononaut_user_info == row.user_info
+        assert snapshot.chrononaut_extra_info == row.extra_info
         assert snapshot.chrononaut_meta == {
             "table_name": row.table_name,
             "changed": row.changed,
             "user_info": row.user_info,
             "extra_info": row.extra_info,
         }
-    assert [snapshot._version for snapshot in snapshots] == [0, 1, 2]
-    assert snapshots[0]._key == {"id": snapshots[0].id}
+    assert [snapshot.chrononaut_version for snapshot in snapshots] == [0, 1, 2]
+    assert snapshots[0].chrononaut_key == {"id": snapshots[0].id}
+
+
+def test_the_original_private_fields_still_hold_the_stored_row(db, session, models):
+    # Applications written for the original read these.
+    _, snapshots = _todo_snapshots(session, models)
+    for snapshot, row in zip(snapshots, activity_rows(db), strict=True):
+        assert snapshot._data == row.data
+        assert snapshot._key == row.key
+        assert snapshot._version == row.version
+        assert snapshot._model is models.Todo
+        assert snapshot._activity_id == row.id
 
 
 def test_snapshot_diff(session, models):
@@ -264,3 +286,14 @@ def test_activity_factory_places_the_table_in_a_schema(db):
         Base.metadata.create_all(connection)
     tables = inspect(db.engine).get_table_names(schema="audit")
     assert tables == ["chrononaut_activity"]
+
+
+def test_attribute_names_of_the_snapshot_accessors_are_refused(db):
+    # Snapshot accessors are named chrononaut_*; a column of that name would be hidden
+    # behind one of them, so the model fails when it is declared.
+    with pytest.raises(ChrononautException, match=r"Clash: .*'chrononaut_'.*chrononaut_key"):
+
+        class Clash(db.Model, Versioned):
+            __tablename__ = "clash"
+            id = db.Column(db.Integer, primary_key=True)
+            chrononaut_key = db.Column(db.Text)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
-from chrononaut.recorder import ROWS_PER_STATEMENT
+from chrononaut.capture.recorder import ROWS_PER_STATEMENT
 from tests.activity import activity_rows, rows_of
 from tests.models import Priority
 

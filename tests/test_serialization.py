@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from chrononaut.flask_versioning import UTC, serialize_datetime
-from chrononaut.serialization import serialize_value
+from chrononaut.history.serialization import serialize_value
 from tests.models import Priority
 
 PLUS_TWO = timezone(timedelta(hours=2))

@@ -35,8 +35,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from chrononaut import Versioned
 from chrononaut.exceptions import ChrononautException
+from chrononaut.history.serialization import deserialize_value
 from chrononaut.models import HistorySnapshot
-from chrononaut.serialization import deserialize_value
 
 
 class Color(enum.Enum):
@@ -177,7 +177,7 @@ def test_stored_format(db, Sample):
     db.session.commit()
 
     (snapshot,) = sample.versions()
-    data = snapshot._data
+    data = dict(snapshot.chrononaut_data)
     # The formats the original release wrote ...
     assert data["amount"] == "12.50"
     assert data["big"] == 2**62
@@ -198,7 +198,7 @@ def test_stored_format(db, Sample):
 
     sample.ratio = float("-inf")
     db.session.commit()
-    assert sample.versions()[-1]._data["ratio"] == "-inf"
+    assert sample.versions()[-1].chrononaut_data["ratio"] == "-inf"
     assert sample.versions()[-1].typed_data()["ratio"] == float("-inf")
 
 

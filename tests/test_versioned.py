@@ -454,7 +454,7 @@ def test_joined_table_inheritance(session, models):
         ("max", "beagle"),
     ]
     assert snapshots[0].kind == "dog"
-    assert snapshots[0]._key == {"id": dog_id}
+    assert snapshots[0].chrononaut_key == {"id": dog_id}
     assert snapshots[0].chrononaut_meta["table_name"] == "dog"
     assert loaded.diff_versions(0) == {"breed": ("lab", "beagle"), "name": ("rex", "max")}
 
@@ -490,7 +490,7 @@ def test_composite_primary_key(session, models):
     snapshots = english.versions()
 
     assert [snapshot.text for snapshot in snapshots] == ["Hello", "Hi"]
-    assert snapshots[0]._key == {"locale": "en", "slug": "hello"}
+    assert snapshots[0].chrononaut_key == {"locale": "en", "slug": "hello"}
     assert (snapshots[0].locale, snapshots[0].slug) == ("en", "hello")
     assert [snapshot.text for snapshot in german.versions()] == ["Hallo"]
     assert english.diff_versions(0) == {"text": ("Hello", "Hi")}
@@ -507,7 +507,7 @@ def test_text_primary_key(session, models):
     snapshots = netherlands.versions()
 
     assert [snapshot.name for snapshot in snapshots] == ["Holland", "Netherlands"]
-    assert snapshots[0]._key == {"code": "NL"}
+    assert snapshots[0].chrononaut_key == {"code": "NL"}
     assert snapshots[1].code == "NL"
     assert [snapshot.name for snapshot in belgium.versions()] == ["Belgium"]
 
@@ -522,8 +522,8 @@ def test_attribute_names_differing_from_column_names(session, models):
     snapshots = gadget.versions()
 
     assert [snapshot.display_name for snapshot in snapshots] == ["Widget", "Gizmo"]
-    assert snapshots[0]._key == {"gadget_id": gadget.gadget_id}
-    assert snapshots[0]._data == {
+    assert snapshots[0].chrononaut_key == {"gadget_id": gadget.gadget_id}
+    assert snapshots[0].chrononaut_data == {
         "gadget_id": gadget.gadget_id,
         "display_name": "Widget",
         "version": 0,

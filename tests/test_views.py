@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from chrononaut import rationale
-from chrononaut.serialization import UTC
+from chrononaut.history.serialization import UTC
 from chrononaut.unsafe import suppress_versioning
 from chrononaut.views import history_blueprint
 from tests.viewer_data import acting_as, todo_history

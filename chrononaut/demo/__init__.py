@@ -37,7 +37,7 @@ def create_app(database_url: str) -> Flask:
     db.init_app(app)
     login_manager = LoginManager(app)
 
-    @login_manager.user_loader
+    @login_manager.user_loader  # type: ignore[untyped-decorator]
     def load_person(person_id: str) -> Person | None:
         return db.session.get(Person, int(person_id))
 

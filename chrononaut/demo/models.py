@@ -18,7 +18,7 @@ db = VersionedSQLAlchemy(model_class=Base)
 # mypy sees ``db.Model`` as an attribute, not a class, hence the ignores on the bases.
 
 
-class Person(db.Model, Versioned, UserMixin):  # type: ignore[name-defined]
+class Person(db.Model, Versioned, UserMixin):  # type: ignore[name-defined, misc]
     """Someone who edits documents; the password hash is hidden, logins untracked."""
 
     __tablename__ = "demo_person"
@@ -33,7 +33,7 @@ class Person(db.Model, Versioned, UserMixin):  # type: ignore[name-defined]
     login_count: Mapped[int] = mapped_column(default=0)
 
 
-class Document(db.Model, Versioned):  # type: ignore[name-defined]
+class Document(db.Model, Versioned):  # type: ignore[name-defined, misc]
     """A document with a title, a body and a publishing status."""
 
     __tablename__ = "demo_document"

@@ -11,20 +11,62 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from flask import current_app
 from sqlalchemy import inspect, select
 
-from chrononaut.models import HistorySnapshot, activity_class_for
-from chrononaut.serialization import UTC, as_utc, serialize_value
-from chrononaut.versioned import VERSION_KEY, Versioned, VersionedColumns
+from chrononaut.capture.versioned import Versioned
+from chrononaut.exceptions import InvalidArgumentError
+from chrononaut.extension import VersionedSQLAlchemy
+from chrononaut.history.activity import HIDDEN_COLUMNS_CHANGED_KEY, VERSION_KEY, Activity
+from chrononaut.history.columns import VersionedColumns
+from chrononaut.history.reads import hidden_changes_of, object_history
+from chrononaut.history.serialization import UTC, as_utc, serialize_value
+from chrononaut.history.snapshot import HistorySnapshot, changes_between
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import Session, registry
 
-HIDDEN_COLUMNS_KEY = "hidden_cols_changed"
 #: Shown in place of a hidden column's value, which is never stored.
 HIDDEN_MARKER = "changed (hidden)"
+
+
+def extension() -> VersionedSQLAlchemy:
+    """Return the :class:`~chrononaut.VersionedSQLAlchemy` of the current app.
+
+    :raises RuntimeError: it is not registered on the app.
+    """
+    db = current_app.extensions.get("chrononaut")
+    if not isinstance(db, VersionedSQLAlchemy):
+        raise RuntimeError("Chrononaut's VersionedSQLAlchemy is not registered on this app.")
+    return db
+
+
+def versioned_models() -> list[type[Versioned]]:
+    """Return the versioned models of the app's ``db.Model``, sorted by class name."""
+    model_registry: registry = cast(Any, extension().Model).registry
+    return sorted(
+        (
+            mapper.class_
+            for mapper in model_registry.mappers
+            if issubclass(mapper.class_, Versioned)
+        ),
+        key=lambda model: model.__name__,
+    )
+
+
+def versioned_model(name: str) -> type[Versioned]:
+    """Return the versioned model named ``name`` (class name or table name).
+
+    :raises ValueError: no versioned model of the app's ``db.Model`` has that name.
+    """
+    models = versioned_models()
+    for model in models:
+        if name in (model.__name__, table_name_of(model)):
+            return model
+    known = ", ".join(model.__name__ for model in models) or "none"
+    raise InvalidArgumentError(f"no versioned model named {name!r} (known: {known})")
 
 
 @dataclass(frozen=True)
@@ -44,22 +86,22 @@ class TimelineEntry:
     @property
     def version(self) -> int:
         """The version number the object had in this state."""
-        return self.snapshot._version
+        return self.snapshot.chrononaut_version
 
     @property
     def changed(self) -> datetime:
         """When the change was made, in UTC."""
-        return utc(self.snapshot.chrononaut_meta["changed"])
+        return utc(self.snapshot.chrononaut_changed)
 
     @property
     def user_id(self) -> Any:
         """Who made the change, as captured in ``user_info``."""
-        return self.snapshot.chrononaut_meta["user_info"].get("user_id")
+        return self.snapshot.chrononaut_user_info.get("user_id")
 
     @property
     def remote_addr(self) -> Any:
         """The address the change came from, as captured in ``user_info``."""
-        return self.snapshot.chrononaut_meta["user_info"].get("remote_addr")
+        return self.snapshot.chrononaut_user_info.get("remote_addr")
 
     @property
     def extra(self) -> dict[str, Any]:
@@ -69,10 +111,10 @@ class TimelineEntry:
     @property
     def state(self) -> dict[str, Any]:
         """Every tracked value of this version, hidden columns left out."""
-        hidden = hidden_columns(self.snapshot._model)
+        hidden = hidden_columns(self.snapshot.chrononaut_model)
         return {
             column: value
-            for column, value in self.snapshot._data.items()
+            for column, value in self.snapshot.chrononaut_data.items()
             if column != VERSION_KEY and column not in hidden
         }
 
@@ -94,8 +136,8 @@ def hidden_columns(model: type[Any] | None) -> frozenset[str]:
 
 def extra_of(snapshot: HistorySnapshot) -> dict[str, Any]:
     """Return the extra change info of ``snapshot`` without the hidden column list."""
-    extra_info = snapshot.chrononaut_meta["extra_info"]
-    return {name: value for name, value in extra_info.items() if name != HIDDEN_COLUMNS_KEY}
+    extra_info = snapshot.chrononaut_extra_info
+    return {name: value for name, value in extra_info.items() if name != HIDDEN_COLUMNS_CHANGED_KEY}
 
 
 def parse_time(text: str) -> datetime:
@@ -106,7 +148,7 @@ def parse_time(text: str) -> datetime:
     try:
         return as_utc(datetime.fromisoformat(text.strip()))
     except ValueError:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{text!r} is not an ISO 8601 date or time, such as 2024-05-01T12:30"
         ) from None
 
@@ -128,16 +170,16 @@ def parse_key(model: type[Versioned], text: str) -> dict[str, Any]:
         try:
             given = json.loads(text)
         except json.JSONDecodeError as error:
-            raise ValueError(f"the key {text!r} is not valid JSON: {error}") from None
+            raise InvalidArgumentError(f"the key {text!r} is not valid JSON: {error}") from None
         if not isinstance(given, dict) or set(given) != set(names):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"the key of {model.__name__} is a JSON object with the names "
                 f"{', '.join(names)}; got {text!r}"
             )
     elif len(names) == 1:
         given = {names[0]: text}
     else:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{model.__name__} has a composite key: give it as a JSON object with the "
             f"names {', '.join(names)}"
         )
@@ -157,7 +199,9 @@ def _key_value(mapper: Any, name: str, value: Any) -> Any:
     try:
         return serialize_value(python_type(value))
     except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not a valid {name} of {mapper.class_.__name__}") from None
+        raise InvalidArgumentError(
+            f"{value!r} is not a valid {name} of {mapper.class_.__name__}"
+        ) from None
 
 
 def format_key(key: dict[str, Any]) -> str:
@@ -179,29 +223,14 @@ def object_timeline(
 
     :param key: the key as stored, for example from :func:`parse_key`.
     """
-    activity = activity_class_for(model)
-    table_name = table_name_of(model)
-    rows = session.scalars(
-        select(activity)
-        .where(activity.table_name == table_name, activity.key == key)
-        .order_by(activity.changed, activity.id)
-    )
     hidden = hidden_columns(model)
     entries = []
     previous: HistorySnapshot | None = None
-    for row in rows:
-        snapshot = HistorySnapshot.from_activity(row, model)
-        if previous is None:
-            changes = {
-                column: (None, value)
-                for column, value in snapshot._data.items()
-                if column != VERSION_KEY
-            }
-        else:
-            changes = previous.diff(snapshot)
-        hidden_changed = dict.fromkeys(
-            snapshot.chrononaut_meta["extra_info"].get(HIDDEN_COLUMNS_KEY, ())
-        )
+    for snapshot in object_history(session, model, key):
+        changes = changes_between(previous, snapshot)
+        hidden_changed = dict.fromkeys(hidden_changes_of(snapshot))
+        # A value under a hidden column comes from a row written before the column
+        # was hidden: it is named as changed, never shown.
         for column in hidden & changes.keys():
             del changes[column]
             hidden_changed[column] = None
@@ -218,7 +247,7 @@ def object_exists(session: Session, model: type[Versioned], key: dict[str, Any])
 
 def activity_feed(
     session: Session,
-    activity: type[Any],
+    activity: type[Activity],
     *,
     since: datetime | None = None,
     until: datetime | None = None,

@@ -3,74 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
-from weakref import WeakSet
+from typing import Any
 
 from flask_sqlalchemy.session import Session
-from sqlalchemy import Table, inspect
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import ORMExecuteState
 
-from chrononaut.exceptions import ChrononautException, UnrecordedWriteError
-from chrononaut.models import HistorySnapshot, activity_class_for, is_activity
-from chrononaut.unsafe import (
-    ensure_history_change_allowed,
-    ensure_history_deletion_allowed,
-    versioning_suppressed,
-)
-
-WriteKind = Literal["insert", "update", "delete"]
-
-#: Tables of versioned models and of activity models, registered by the recorder, so
-#: that writes which bypass the unit of work can be told apart.
-versioned_tables: WeakSet[Table] = WeakSet()
-history_tables: WeakSet[Table] = WeakSet()
-
-
-def refuse_unrecorded_write(table: Any, kind: WriteKind, action: str) -> None:
-    """Refuse a write to ``table`` that bypasses the unit of work and thus history.
-
-    Inserts into an activity table are allowed (history is append-only); changing or
-    deleting its rows needs ``suppress_versioning(allow_deleting_history=True)``. Any
-    such write to a versioned table needs ``suppress_versioning()``.
-
-    :param table: the table written to.
-    :param kind: what the write does to the table's rows.
-    :param action: how the write was made, for the error message.
-    :raises UnrecordedWriteError: the table is versioned and versioning is on.
-    :raises ProtectedHistoryError: the table holds history and would lose or change rows.
-    """
-    if table in history_tables:
-        if kind == "delete":
-            ensure_history_deletion_allowed()
-        elif kind == "update":
-            ensure_history_change_allowed()
-    elif table in versioned_tables and not versioning_suppressed():
-        raise UnrecordedWriteError(
-            f"{action} on the versioned table {table.name!r} would not be recorded in "
-            "its history. Change the objects through the session (load, modify, "
-            "commit), which records each change, or run it inside "
-            "`chrononaut.unsafe.suppress_versioning()` to skip history on purpose."
-        )
-
-
-def refuse_unrecorded_statement(execute_state: ORMExecuteState) -> None:
-    """``do_orm_execute`` listener: refuse INSERT, UPDATE and DELETE statements that
-    would write versioned tables or change history, ORM-enabled or Core."""
-    if execute_state.is_select:
-        return
-    if execute_state.is_insert:
-        kind: WriteKind = "insert"
-    elif execute_state.is_update:
-        kind = "update"
-    elif execute_state.is_delete:
-        kind = "delete"
-    else:
-        return
-    mapper = execute_state.bind_mapper
-    statement: Any = execute_state.statement
-    table = statement.table if mapper is None else mapper.local_table
-    refuse_unrecorded_write(table, kind, f"An {kind.upper()} statement")
+from chrononaut.capture.guard import WriteKind, ensure_history_writable, refuse_unrecorded_write
+from chrononaut.exceptions import ChrononautException
+from chrononaut.history.activity import activity_class_for, is_activity
+from chrononaut.history.snapshot import HistorySnapshot
 
 
 class VersionedSession(Session):
@@ -108,14 +50,16 @@ class VersionedSession(Session):
         :raises ChrononautException: history is deleted outside such a block.
         """
         if isinstance(instance, HistorySnapshot):
-            ensure_history_deletion_allowed()
-            activity = activity_class_for(instance._model)  # type: ignore[arg-type]
-            row = self.get(activity, instance._activity_id)
+            ensure_history_writable("delete")
+            model = instance.chrononaut_model
+            row = None
+            if model is not None and instance.chrononaut_activity_id is not None:
+                row = self.get(activity_class_for(model), instance.chrononaut_activity_id)
             if row is None:
                 raise ChrononautException(f"The activity row of {instance!r} no longer exists.")
             instance = row
         elif is_activity(instance):
-            ensure_history_deletion_allowed()
+            ensure_history_writable("delete")
         super().delete(instance)
 
     def bulk_save_objects(self, objects: Iterable[object], *args: Any, **kwargs: Any) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 from flask import g, has_app_context
 from sqlalchemy import inspect
 
-from chrononaut.change_info import APPENDED_CHANGE_INFO_KEY, EXTRA_CHANGE_INFO_KEY
-from chrononaut.exceptions import ChrononautException
-from chrononaut.versioned import Versioned
+from chrononaut.capture.change_info import APPENDED_CHANGE_INFO_KEY, EXTRA_CHANGE_INFO_KEY
+from chrononaut.capture.versioned import Versioned
+from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 
 
 @contextmanager
@@ -52,7 +52,7 @@ def append_change_info(obj: Versioned, **change_info: Any) -> AbstractContextMan
     :raises ChrononautException: ``obj`` is not a :class:`~chrononaut.Versioned` object.
     """
     if not isinstance(obj, Versioned):
-        raise ChrononautException(
+        raise InvalidArgumentError(
             f"`append_change_info` takes a Versioned object, not {type(obj).__name__}."
         )
     inspect(obj).info.setdefault(APPENDED_CHANGE_INFO_KEY, {}).update(change_info)

@@ -6,7 +6,7 @@ cascades. They bump versions and queue the changes on the session; ``after_flush
 then writes the queued snapshots with one Core ``INSERT`` per activity table (and
 1,000 snapshots), inside the flush's transaction, so data and history commit or roll
 back together. Before the first UPDATE or DELETE they lock the rows the flush changes
-(``chrononaut.locking``).
+(:mod:`chrononaut.capture.locking`).
 """
 
 from __future__ import annotations
@@ -14,45 +14,46 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from flask import current_app, has_app_context
 from sqlalchemy import Insert, Table, bindparam, cast, column, event, func, insert, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction, object_session
-from sqlalchemy.orm.attributes import instance_state
 
-from chrononaut.change_info import (
+from chrononaut._compat import instance_state
+from chrononaut.capture.change_info import (
     APPENDED_CHANGE_INFO_KEY,
     ChangeInfoMixin,
     RecordChanges,
     active_extra_change_info,
 )
-from chrononaut.exceptions import ChrononautException
-from chrononaut.locking import (
-    RowsToLock,
+from chrononaut.capture.changes import (
     changed_attributes,
     changes_a_column,
     changes_any,
-    lock_rows,
-    rows_to_lock,
+    hidden_changed,
 )
-from chrononaut.models import activity_class_for
-from chrononaut.serialization import UTC
-from chrononaut.session import (
-    VersionedSession,
-    history_tables,
+from chrononaut.capture.guard import (
+    refuse_history_delete,
+    refuse_history_update,
     refuse_unrecorded_statement,
-    versioned_tables,
-)
-from chrononaut.unsafe import (
-    ensure_history_change_allowed,
-    ensure_history_deletion_allowed,
     versioning_suppressed,
 )
-from chrononaut.versioned import VERSION_KEY, Versioned, VersionedColumns
+from chrononaut.capture.locking import RowsToLock, lock_rows, rows_to_lock
+from chrononaut.capture.session import VersionedSession
+from chrononaut.capture.versioned import Versioned
+from chrononaut.exceptions import ChrononautException
+from chrononaut.history.activity import (
+    HIDDEN_COLUMNS_CHANGED_KEY,
+    VERSION_KEY,
+    Activity,
+    activity_class_for,
+)
+from chrononaut.history.columns import VersionedColumns, check_declaration, mark_versioned_table
+from chrononaut.history.serialization import UTC
 
 _FLUSH_KEY = "chrononaut.flush"
+_INSERT_STATEMENT_KEY = "chrononaut.activity_insert"
 _APPENDED_INFO_RECORDED_KEY = "chrononaut.appended_info_recorded"
 _RECORD_CHANGES_COLUMNS = frozenset({"change_info", "changed"})
 
@@ -150,17 +151,9 @@ def _require_change_info(record: FlushRecord, target: object) -> None:
         )
 
 
-def _hidden_changed(state: InstanceState[Any], columns: VersionedColumns) -> list[str]:
-    """Return the hidden attributes of ``state`` that the flush changes, in column order."""
-    if not columns.hidden:
-        return []
-    changed = changed_attributes(state, columns.hidden)
-    return [key for key in columns.hidden if key in changed]
-
-
-def _register_versioned_table(mapper: Mapper[Any], class_: type[Any]) -> None:
-    """Note the mapper's table, so that statements writing it can be refused."""
-    versioned_tables.add(mapper.local_table)  # type: ignore[arg-type]
+def _mapped_versioned(mapper: Mapper[Any], class_: type[Any]) -> None:
+    check_declaration(mapper)
+    mark_versioned_table(mapper.local_table)
 
 
 def _lock_row(
@@ -191,8 +184,7 @@ def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
     state = instance_state(target)
     if not columns.version_defaults_to_zero and state.dict.get(VERSION_KEY) is None:
         target.version = 0
-    hidden_changed = _hidden_changed(state, columns)
-    record.pending.append(PendingActivity(target, columns, hidden_changed))
+    record.pending.append(PendingActivity(target, columns, hidden_changed(state, columns.hidden)))
 
 
 def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
@@ -204,12 +196,12 @@ def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
     if not record.recording:
         return
     columns = VersionedColumns.of(mapper)
-    hidden_changed = _hidden_changed(state, columns)
-    if not hidden_changed and not changes_any(state, columns.tracked_keys):
+    hidden = hidden_changed(state, columns.hidden)
+    if not hidden and not changes_any(state, columns.tracked_keys):
         return
     _require_change_info(record, target)
     target.version = (target.version or 0) + 1
-    record.pending.append(PendingActivity(target, columns, hidden_changed))
+    record.pending.append(PendingActivity(target, columns, hidden))
 
 
 def _record_delete(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
@@ -235,7 +227,7 @@ def _activity_insert(table: Table) -> Insert:
     server: a single parameter is encoded in one call, where binding the four JSONB
     columns of every row took more time than the server needed to store them.
     """
-    statement = _activity_inserts.get(table)
+    statement: Insert | None = table.info.get(_INSERT_STATEMENT_KEY)
     if statement is None:
         names = ("table_name", "version", "key", "data", "user_info", "extra_info")
         rows = (
@@ -247,11 +239,9 @@ def _activity_insert(table: Table) -> Insert:
         statement = insert(table).from_select(
             [*names, "changed"], select(*(rows.c[name] for name in names), changed)
         )
-        _activity_inserts[table] = statement
+        table.info[_INSERT_STATEMENT_KEY] = statement
     return statement
 
-
-_activity_inserts: WeakKeyDictionary[Table, Insert] = WeakKeyDictionary()
 
 #: Rows per activity INSERT. A flush of more objects sends more than one statement, so
 #: that its JSON stays far below the 256 MB a ``jsonb`` value may hold.
@@ -272,7 +262,7 @@ def _write_activity(session: Session, flush_context: UOWTransaction) -> None:
         data = change.data if change.data is not None else columns.data_of(target)
         extra_info = record.extra_info_for(model, state)
         if change.hidden_columns_changed:
-            extra_info["hidden_cols_changed"] = change.hidden_columns_changed
+            extra_info[HIDDEN_COLUMNS_CHANGED_KEY] = change.hidden_columns_changed
         if APPENDED_CHANGE_INFO_KEY in state.info:
             appended_info_states.append(state)
         if model not in tables:
@@ -331,14 +321,6 @@ def _stamp_update(mapper: Mapper[Any], connection: Any, target: RecordChanges) -
         _stamp(target, record)
 
 
-def _refuse_history_delete(mapper: Mapper[Any], connection: Any, target: Any) -> None:
-    ensure_history_deletion_allowed()
-
-
-def _refuse_history_update(mapper: Mapper[Any], connection: Any, target: Any) -> None:
-    ensure_history_change_allowed()
-
-
 _SESSION_LISTENERS = (
     ("before_flush", _start_flush),
     ("after_flush", _write_activity),
@@ -347,7 +329,7 @@ _SESSION_LISTENERS = (
     ("do_orm_execute", refuse_unrecorded_statement),
 )
 _MAPPER_LISTENERS = (
-    (Versioned, "after_mapper_constructed", _register_versioned_table),
+    (Versioned, "after_mapper_constructed", _mapped_versioned),
     (Versioned, "before_insert", _record_insert),
     (Versioned, "before_update", _record_update),
     (Versioned, "before_delete", _record_delete),
@@ -356,7 +338,7 @@ _MAPPER_LISTENERS = (
 )
 
 
-def listen(activity_class: type[Any]) -> None:
+def listen(activity_class: type[Activity]) -> None:
     """Register the history listeners; safe to call more than once.
 
     :param activity_class: the activity model whose rows must never be changed or
@@ -367,7 +349,6 @@ def listen(activity_class: type[Any]) -> None:
             event.listen(VersionedSession, name, session_listener)
         for mixin, name, mapper_listener in _MAPPER_LISTENERS:
             event.listen(mixin, name, mapper_listener, propagate=True)
-    if not event.contains(activity_class, "before_delete", _refuse_history_delete):
-        event.listen(activity_class, "before_delete", _refuse_history_delete)
-        event.listen(activity_class, "before_update", _refuse_history_update)
-        history_tables.add(activity_class.__table__)
+    if not event.contains(activity_class, "before_delete", refuse_history_delete):
+        event.listen(activity_class, "before_delete", refuse_history_delete)
+        event.listen(activity_class, "before_update", refuse_history_update)

@@ -1,163 +1,114 @@
-"""The :class:`Versioned` mixin: which columns a model records, and its history queries."""
+"""Reading one object's history: the statements, and the query methods of
+:class:`~chrononaut.Versioned`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, overload
-from weakref import WeakKeyDictionary
 
-from sqlalchemy import Integer, Select, Table, bindparam, inspect, select
-from sqlalchemy.orm import Mapped, Mapper, Query, declared_attr, mapped_column, object_session
-from sqlalchemy.orm.attributes import instance_state
-from sqlalchemy.sql.schema import ScalarElementColumnDefault
+from sqlalchemy import Select, Table, bindparam, inspect, select
+from sqlalchemy.orm import Query, object_session
 
-from chrononaut.change_info import ChangeInfoMixin
-from chrononaut.exceptions import ChrononautException
-from chrononaut.models import HistorySnapshot, activity_class_for
-from chrononaut.serialization import STORED_AS_IS, as_utc, serialize_value
+from chrononaut._compat import instance_state
+from chrononaut.exceptions import InvalidArgumentError
+from chrononaut.history.activity import HIDDEN_COLUMNS_CHANGED_KEY, activity_class_for
+from chrononaut.history.columns import VersionedColumns
+from chrononaut.history.serialization import as_utc
+from chrononaut.history.snapshot import HistorySnapshot, changes_between
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-VERSION_KEY = "version"
-
-
-@dataclass(frozen=True)
-class VersionedColumns:
-    """The attribute names of a versioned mapper, sorted by their role in history."""
-
-    table_name: str
-    primary_key: tuple[str, ...]
-    tracked: tuple[str, ...]
-    hidden: tuple[str, ...]
-    #: ``tracked`` as a set, for the membership tests of every flushed object.
-    tracked_keys: frozenset[str]
-    #: The ``version`` column's own default gives a new row version 0, so the flush
-    #: need not set it (SQLAlchemy puts the default in the object after the INSERT).
-    version_defaults_to_zero: bool
-
-    @classmethod
-    def of(cls, mapper: Mapper[Any]) -> VersionedColumns:
-        """Return the (cached) columns of ``mapper``."""
-        columns = _columns_by_mapper.get(mapper)
-        if columns is None:
-            model = mapper.class_
-            hidden = set(getattr(model, "__chrononaut_hidden__", ()))
-            untracked = set(getattr(model, "__chrononaut_untracked__", ()))
-            attribute_keys = [prop.key for prop in mapper.column_attrs]
-            tracked = tuple(
-                key
-                for key in attribute_keys
-                if key not in hidden and key not in untracked and key != VERSION_KEY
-            )
-            version_default = mapper.columns[VERSION_KEY].default
-            columns = cls(
-                table_name=mapper.local_table.name,  # type: ignore[attr-defined]
-                primary_key=tuple(
-                    mapper.get_property_by_column(column).key for column in mapper.primary_key
-                ),
-                tracked=tracked,
-                hidden=tuple(key for key in attribute_keys if key in hidden),
-                tracked_keys=frozenset(tracked),
-                version_defaults_to_zero=isinstance(version_default, ScalarElementColumnDefault)
-                and version_default.arg == 0,
-            )
-            _columns_by_mapper[mapper] = columns
-        return columns
-
-    def key_of(self, obj: object) -> dict[str, Any]:
-        """Return the ``key`` JSON that identifies ``obj`` in the activity table."""
-        return _values_of(obj, self.primary_key)
-
-    def data_of(self, obj: object) -> dict[str, Any]:
-        """Return the ``data`` JSON of ``obj``: tracked values plus ``version``."""
-        data = _values_of(obj, self.tracked)
-        data[VERSION_KEY] = getattr(obj, VERSION_KEY)
-        return data
-
-
-def _values_of(obj: object, names: tuple[str, ...]) -> dict[str, Any]:
-    """Return the stored form of ``obj``'s attributes ``names``.
-
-    Loaded values are read from the instance's dict, which is what the attribute
-    access would return without its per-call instrumentation; only attributes that are
-    expired or deferred go through ``getattr`` and load.
-    """
-    loaded = instance_state(obj).dict
-    values = [loaded[name] if name in loaded else getattr(obj, name) for name in names]
-    return {
-        name: value if type(value) in STORED_AS_IS else serialize_value(value)
-        for name, value in zip(names, values, strict=True)
-    }
-
-
-_columns_by_mapper: WeakKeyDictionary[Mapper[Any], VersionedColumns] = WeakKeyDictionary()
+_STATEMENTS_KEY = "chrononaut.read_statements"
 
 
 @dataclass(frozen=True)
 class HistoryStatements:
-    """The selects the read helpers run against one activity table, built once.
+    """The selects that read one object's rows of an activity table, built once.
 
-    Each takes the object's ``table_name`` and ``key`` (and ``at`` or ``version``) as
-    bound parameters. Reusing one statement object spares SQLAlchemy building the
-    expression and its cache key on every call, which took as long as the query itself.
-    All of them match the ``ix_chrononaut_activity_table_name_key_changed`` index.
+    Each takes the object's ``table_name`` and ``key`` (and ``at``, ``version``, or
+    ``low`` and ``high``) as bound parameters. Reusing one statement object spares
+    SQLAlchemy building the expression and its cache key on every call, which took as
+    long as the query itself. All of them match the
+    ``ix_chrononaut_activity_table_name_key_changed`` index.
     """
 
     rows: Select[Any]
+    #: The object's rows in the order they were recorded: the one order of history.
     versions: Select[Any]
     newest: Select[Any]
     newest_at: Select[Any]
     newest_below: Select[Any]
+    #: The rows with ``low < version <= high``, in order.
+    between_versions: Select[Any]
 
     @classmethod
     def of(cls, table: Table) -> HistoryStatements:
         """Return the (cached) statements of the activity table ``table``."""
-        statements = _statements_by_table.get(table)
+        statements: HistoryStatements | None = table.info.get(_STATEMENTS_KEY)
         if statements is None:
             c = table.c
             rows = select(table).where(
                 c.table_name == bindparam("table_name", type_=c.table_name.type),
                 c.key == bindparam("key", type_=c.key.type),
             )
+            versions = rows.order_by(c.changed, c.id)
             newest = rows.order_by(c.changed.desc(), c.id.desc()).limit(1)
             statements = cls(
                 rows=rows,
-                versions=rows.order_by(c.changed, c.id),
+                versions=versions,
                 newest=newest,
                 newest_at=newest.where(c.changed <= bindparam("at", type_=c.changed.type)),
                 newest_below=rows.where(c.version < bindparam("version", type_=c.version.type))
                 .order_by(c.version.desc(), c.changed.desc(), c.id.desc())
                 .limit(1),
+                between_versions=versions.where(
+                    c.version > bindparam("low", type_=c.version.type),
+                    c.version <= bindparam("high", type_=c.version.type),
+                ),
             )
-            _statements_by_table[table] = statements
+            table.info[_STATEMENTS_KEY] = statements
         return statements
 
 
-_statements_by_table: WeakKeyDictionary[Table, HistoryStatements] = WeakKeyDictionary()
+def object_history(
+    session: Session, model: type[Any], key: dict[str, Any]
+) -> list[HistorySnapshot]:
+    """Return every snapshot of the object of ``model`` with ``key``, oldest first.
 
+    It works for deleted objects too, as it reads only the activity table.
 
-class Versioned(ChangeInfoMixin):
-    """Mixin that records a snapshot of the model on every insert, change and delete.
-
-    Class attributes that tune it:
-
-    ``__chrononaut_untracked__``
-        Attribute names that are never recorded; changing only them makes no version.
-    ``__chrononaut_hidden__``
-        Attribute names whose changes make a version without storing the value; the
-        names that changed are listed in ``extra_info["hidden_cols_changed"]``.
-
-    A nullable integer ``version`` column is added unless the model or a mapped parent
-    already has one.
+    :param key: the primary key as stored, ``{attribute: value}``.
     """
+    statements = HistoryStatements.of(activity_class_for(model).__table__)
+    table_name = VersionedColumns.of(inspect(model)).table_name
+    rows = session.execute(statements.versions, {"table_name": table_name, "key": key})
+    return [HistorySnapshot.from_activity(row, model) for row in rows]
 
-    @declared_attr
-    def version(cls) -> Mapped[int | None]:
-        return mapped_column(Integer, default=0, nullable=True)
 
-    # -- queries -----------------------------------------------------------------------
+def hidden_changes_of(snapshot: HistorySnapshot) -> tuple[str, ...]:
+    """Return the names of the hidden columns the change of ``snapshot`` touched."""
+    names = snapshot.chrononaut_extra_info.get(HIDDEN_COLUMNS_CHANGED_KEY) or ()
+    return tuple(names)
+
+
+def hidden_columns_changed(snapshots: Iterable[HistorySnapshot]) -> list[str]:
+    """Return the hidden columns changed in any of ``snapshots``, each once, in the
+    order they first changed."""
+    changed: dict[str, None] = {}
+    for snapshot in snapshots:
+        changed.update(dict.fromkeys(hidden_changes_of(snapshot)))
+    return list(changed)
+
+
+class HistoryReads:
+    """The history queries of a versioned object, mixed into
+    :class:`~chrononaut.Versioned`."""
+
+    if TYPE_CHECKING:
+        version: int | None
 
     def _history_session(self) -> Session:
         return object_session(self) or type(self).query.session  # type: ignore[attr-defined]
@@ -165,7 +116,7 @@ class Versioned(ChangeInfoMixin):
     def _history_query(self) -> tuple[Any, Query[Any]]:
         """Return the activity class and an ORM query of this object's rows, unordered."""
         activity = activity_class_for(type(self))
-        columns = VersionedColumns.of(inspect(self).mapper)
+        columns = VersionedColumns.of(instance_state(self).mapper)
         return activity, self._history_session().query(activity).filter(
             activity.table_name == columns.table_name,
             activity.key == columns.key_of(self),
@@ -174,7 +125,7 @@ class Versioned(ChangeInfoMixin):
     def _history_statements(self) -> tuple[HistoryStatements, dict[str, Any]]:
         """Return the read statements of this object's activity table, and the
         parameters that pick this object's rows."""
-        columns = VersionedColumns.of(inspect(self).mapper)
+        columns = VersionedColumns.of(instance_state(self).mapper)
         statements = HistoryStatements.of(activity_class_for(type(self)).__table__)
         return statements, {"table_name": columns.table_name, "key": columns.key_of(self)}
 
@@ -289,20 +240,15 @@ class Versioned(ChangeInfoMixin):
         :raises ChrononautException: ``from_model`` or ``to`` is not a snapshot.
         """
         if from_model is not None and not isinstance(from_model, HistorySnapshot):
-            raise ChrononautException("`from_model` needs to be a history snapshot.")
+            raise InvalidArgumentError("`from_model` needs to be a history snapshot.")
         if to is None:
             to = self._newest_snapshot()
             if to is None:
                 return {}
         elif not isinstance(to, HistorySnapshot):
-            raise ChrononautException("`to` needs to be a history snapshot.")
+            raise InvalidArgumentError("`to` needs to be a history snapshot.")
 
-        if from_model is None:
-            changes = {
-                column: (None, value) for column, value in to._data.items() if column != VERSION_KEY
-            }
-        else:
-            changes = from_model.diff(to)
+        changes = changes_between(from_model, to)
         if include_hidden:
             for column in self._hidden_columns_changed(from_model, to):
                 changes[column] = (None, getattr(self, column))
@@ -311,14 +257,14 @@ class Versioned(ChangeInfoMixin):
     def _hidden_columns_changed(
         self, from_model: HistorySnapshot | None, to: HistorySnapshot
     ) -> list[str]:
-        activity, query = self._history_query()
-        query = query.filter(activity.version <= to._version)
-        if from_model is not None:
-            query = query.filter(activity.version > from_model._version)
-        changed: dict[str, None] = {}
-        for (extra_info,) in query.with_entities(activity.extra_info):
-            changed.update(dict.fromkeys(extra_info.get("hidden_cols_changed", ())))
-        return list(changed)
+        """The hidden columns changed after ``from_model``, up to and including ``to``."""
+        statements, parameters = self._history_statements()
+        low = -1 if from_model is None else from_model.chrononaut_version
+        between = self._snapshots(
+            statements.between_versions,
+            {**parameters, "low": low, "high": to.chrononaut_version},
+        )
+        return hidden_columns_changed(between)
 
     def diff_versions(
         self, from_version: int, to_version: int | None = None, include_hidden: bool = False
@@ -334,9 +280,9 @@ class Versioned(ChangeInfoMixin):
         """
         given = (from_version,) if to_version is None else (from_version, to_version)
         if not all(isinstance(value, int) and not isinstance(value, bool) for value in given):
-            raise ChrononautException("The diff_versions method takes integer as its argument.")
+            raise InvalidArgumentError("The diff_versions method takes integer as its argument.")
         if to_version is not None and to_version < from_version:
-            raise ChrononautException(
+            raise InvalidArgumentError(
                 f"Diffs must be chronological. Version {to_version} is older than {from_version}."
             )
         from_model = self._newest_snapshot_below(from_version + 1)
@@ -344,7 +290,7 @@ class Versioned(ChangeInfoMixin):
         if to_version is not None:
             to = self._newest_snapshot_below(to_version + 1)
             if to is None:
-                raise ChrononautException(f"There is no version {to_version} of this object.")
+                raise InvalidArgumentError(f"There is no version {to_version} of this object.")
         return self.diff(from_model, to, include_hidden=include_hidden)
 
     def diff_timestamps(
@@ -362,9 +308,9 @@ class Versioned(ChangeInfoMixin):
         """
         given = (from_timestamp,) if to_timestamp is None else (from_timestamp, to_timestamp)
         if not all(isinstance(value, datetime) for value in given):
-            raise ChrononautException("The diff_timestamps method takes datetime as its argument.")
+            raise InvalidArgumentError("The diff_timestamps method takes datetime as its argument.")
         if to_timestamp is not None and as_utc(to_timestamp) < as_utc(from_timestamp):
-            raise ChrononautException(
+            raise InvalidArgumentError(
                 f"Diffs must be chronological. {to_timestamp} is before {from_timestamp}."
             )
         from_model = self.version_at(from_timestamp)

@@ -35,8 +35,8 @@ from sqlalchemy.exc import NoSuchTableError
 from sqlalchemy.orm import Mapper, Session
 
 from chrononaut.exceptions import ChrononautException
-from chrononaut.serialization import UTC, as_utc
-from chrononaut.versioned import VERSION_KEY
+from chrononaut.history.activity import VERSION_KEY
+from chrononaut.history.serialization import UTC, as_utc
 
 LEGACY_VERSION = "version"
 LEGACY_CHANGED = "changed"

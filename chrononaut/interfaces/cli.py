@@ -1,24 +1,22 @@
-"""The ``flask chrononaut`` command group, registered on the app by the extension."""
+"""The ``flask chrononaut`` commands, loaded by the extension when one of them runs."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 from sqlalchemy import inspect as sql_inspect
 
-from chrononaut.data_converters import HistoryModelDataConverter
+from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import ChrononautException
-from chrononaut.timeline import (
+from chrononaut.history.reads import hidden_changes_of
+from chrononaut.interfaces.timeline import (
     HIDDEN_MARKER,
     activity_feed,
+    extension,
     extra_of,
     format_key,
     object_exists,
@@ -27,47 +25,59 @@ from chrononaut.timeline import (
     parse_time,
     table_name_of,
     utc,
+    versioned_model,
 )
-from chrononaut.versioned import Versioned
+from chrononaut.maintenance.conversion import HistoryModelDataConverter
 
-chrononaut_cli = AppGroup("chrononaut", help="Inspect and migrate Chrononaut history.")
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
-
-def extension() -> Any:
-    """Return the app's :class:`~chrononaut.VersionedSQLAlchemy`."""
-    return current_app.extensions["chrononaut"]
-
-
-def versioned_models() -> list[type[Versioned]]:
-    """Return the versioned models of the app's ``db.Model``, sorted by class name."""
-    return sorted(
-        (
-            mapper.class_
-            for mapper in extension().Model.registry.mappers
-            if issubclass(mapper.class_, Versioned)
-        ),
-        key=lambda model: model.__name__,
-    )
+#: The commands; the extension adds them to ``app.cli`` as ``flask chrononaut``, with
+#: its help text.
+chrononaut_cli = AppGroup("chrononaut")
 
 
-def versioned_model(name: str) -> type[Versioned]:
-    """Return the versioned model named ``name`` (class name or table name).
+def _model_argument(name: str) -> type[Versioned]:
+    try:
+        return versioned_model(name)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
-    :raises click.BadParameter: no versioned model of the app's ``db.Model`` has that name.
-    """
-    models = versioned_models()
-    for model in models:
-        if name in (model.__name__, table_name_of(model)):
-            return model
-    known = ", ".join(model.__name__ for model in models) or "none"
-    raise click.BadParameter(f"no versioned model named {name!r} (known: {known})")
+
+def _console() -> Console:
+    # rich comes with the ``cli`` extra; a web process that never prints a table does
+    # not need it.
+    try:
+        from rich.console import Console
+    except ImportError:
+        raise click.ClickException(
+            "The history commands print with rich: pip install 'chrononaut[cli]'."
+        ) from None
+    return Console(highlight=False)
+
+
+def _table(*headings: str) -> Table:
+    from rich.table import Table
+
+    table = Table()
+    for heading in headings:
+        table.add_column(heading)
+    return table
+
+
+def _text(value: str, style: str = "") -> Text:
+    from rich.text import Text
+
+    return Text(value, style=style)
 
 
 def _cell(value: Any) -> Text:
     # Text objects, never plain strings: rich would read "[...]" in stored values as markup.
     if value is None:
-        return Text("null", style="dim italic")
-    return Text(value if isinstance(value, str) else json.dumps(value))
+        return _text("null", style="dim italic")
+    return _text(value if isinstance(value, str) else json.dumps(value))
 
 
 def _time_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -83,7 +93,7 @@ def _change_info(extra: dict[str, Any], hidden_changed: bool) -> Text:
     parts = [f"{name}: {_cell(value)}" for name, value in extra.items()]
     if hidden_changed:
         parts.append("hidden columns changed")
-    return Text("; ".join(parts))
+    return _text("; ".join(parts))
 
 
 @chrononaut_cli.command("history")
@@ -97,31 +107,28 @@ def history_command(model_name: str, key: str) -> None:
     '{"locale": "en", "slug": "intro"}'. Hidden columns are shown as changed, never
     with a value.
     """
-    model = versioned_model(model_name)
+    model = _model_argument(model_name)
     try:
         parsed_key = parse_key(model, key)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="KEY") from None
-    session = extension().session
+    session = extension().session()
     entries = object_timeline(session, model, parsed_key)
     if not entries:
         raise click.ClickException(f"{model.__name__} {key} has no recorded history.")
-    console = Console(highlight=False)
+    console = _console()
     for entry in entries:
         heading = [f"Version {entry.version}", f"{utc(entry.changed):%Y-%m-%d %H:%M:%S} UTC"]
         heading += [str(part) for part in (entry.user_id, entry.remote_addr) if part]
         heading += [f"{name}: {_cell(value)}" for name, value in entry.extra.items()]
-        console.print(Text(" | ".join(heading), style="bold"))
-        table = Table()
-        table.add_column("Column")
-        table.add_column("Before")
-        table.add_column("After")
+        console.print(_text(" | ".join(heading), style="bold"))
+        table = _table("Column", "Before", "After")
         for column, (old, new) in sorted(entry.changes.items()):
-            table.add_row(Text(column), _cell(old), _cell(new))
+            table.add_row(_text(column), _cell(old), _cell(new))
         for column in entry.hidden_changed:
-            table.add_row(Text(column), Text(""), Text(HIDDEN_MARKER, style="italic"))
+            table.add_row(_text(column), _text(""), _text(HIDDEN_MARKER, style="italic"))
         if not entry.changes and not entry.hidden_changed:
-            table.add_row(Text("(no tracked column changed)", style="dim"), "", "")
+            table.add_row(_text("(no tracked column changed)", style="dim"), "", "")
         console.print(table)
     if not object_exists(session, model, parsed_key):
         console.print(f"{model.__name__} {key} has been deleted.")
@@ -145,9 +152,9 @@ def activity_command(
     Times without a time zone are taken as UTC.
     """
     db = extension()
-    table_name = table_name_of(versioned_model(model_name)) if model_name else None
+    table_name = table_name_of(_model_argument(model_name)) if model_name else None
     changes = activity_feed(
-        db.session,
+        db.session(),
         db.activity_cls,
         since=since,
         until=until,
@@ -155,21 +162,19 @@ def activity_command(
         user_id=user,
         limit=limit,
     )
-    table = Table()
-    for heading in ("Changed (UTC)", "Table", "Key", "Version", "User", "Address", "Change info"):
-        table.add_column(heading)
+    console = _console()
+    table = _table("Changed (UTC)", "Table", "Key", "Version", "User", "Address", "Change info")
     for change in changes:
-        meta = change.chrononaut_meta
+        user_info = change.chrononaut_user_info
         table.add_row(
-            f"{utc(meta['changed']):%Y-%m-%d %H:%M:%S}",
-            Text(meta["table_name"]),
-            Text(format_key(change._key)),
-            str(change._version),
-            _cell(meta["user_info"].get("user_id")),
-            _cell(meta["user_info"].get("remote_addr")),
-            _change_info(extra_of(change), bool(meta["extra_info"].get("hidden_cols_changed"))),
+            f"{utc(change.chrononaut_changed):%Y-%m-%d %H:%M:%S}",
+            _text(change.chrononaut_meta["table_name"]),
+            _text(format_key(dict(change.chrononaut_key))),
+            str(change.chrononaut_version),
+            _cell(user_info.get("user_id")),
+            _cell(user_info.get("remote_addr")),
+            _change_info(extra_of(change), bool(hidden_changes_of(change))),
         )
-    console = Console(highlight=False)
     console.print(table)
     console.print(f"{len(changes)} change{'' if len(changes) == 1 else 's'} shown.")
 
@@ -189,10 +194,10 @@ def convert_command(model_name: str, chunk: int) -> None:
     Each chunk of objects is committed on its own; objects that already have their
     versions are skipped, so the command can be run again after an interruption.
     """
-    model = versioned_model(model_name)
+    model = _model_argument(model_name)
     key_names = [column.name for column in sql_inspect(model).primary_key]
     converter = HistoryModelDataConverter(model, id_column=key_names)
-    session = extension().session
+    session = extension().session()
     converted = 0
     try:
         total = converter.count(session)

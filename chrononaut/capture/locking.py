@@ -15,16 +15,19 @@ on its own instead of as one batch; one statement per table and flush is cheaper
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
-from weakref import WeakKeyDictionary
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import BindParameter, Select, bindparam, select, tuple_
 from sqlalchemy.orm import InstanceState, Session
-from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE, instance_state
 
+from chrononaut._compat import changed_since_load, instance_state
+from chrononaut.capture.changes import changes_a_column
+from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import ConcurrentChangeError
-from chrononaut.versioned import VERSION_KEY, Versioned
+from chrononaut.history.activity import VERSION_KEY
+
+_LOCK_STATEMENT_KEY = "chrononaut.lock_statement"
 
 #: States whose rows a flush changes, by the ``version`` column that guards the rows.
 RowsToLock = dict[Any, list[InstanceState[Any]]]
@@ -50,40 +53,9 @@ def rows_to_lock(session: Session) -> RowsToLock:
     return rows
 
 
-class AttributeNames(Protocol):
-    """Attribute names to look for: a set of them, or a mapper's ``column_attrs``."""
-
-    def __contains__(self, key: str, /) -> bool: ...
-
-
-def _changed_keys(state: InstanceState[Any], keys: AttributeNames) -> Iterator[str]:
-    # Only attributes set since the object was loaded can have changes, so only they
-    # are looked at, and not every attribute of the object.
-    return (
-        key
-        for key in state.committed_state
-        if key in keys and state.get_history(key, PASSIVE_NO_INITIALIZE).has_changes()
-    )
-
-
-def changed_attributes(state: InstanceState[Any], keys: AttributeNames) -> list[str]:
-    """Return which of ``keys`` have changes the flush will write, in change order."""
-    return list(_changed_keys(state, keys))
-
-
-def changes_any(state: InstanceState[Any], keys: AttributeNames) -> bool:
-    """Tell whether any of ``keys`` has a change the flush will write."""
-    return any(_changed_keys(state, keys))
-
-
-def changes_a_column(state: InstanceState[Any]) -> bool:
-    """Tell whether the flush writes a column of ``state``'s row (not just collections)."""
-    return changes_any(state, state.mapper.column_attrs)
-
-
 def version_read(state: InstanceState[Any]) -> Any:
     """Return the version the session read for ``state``, loading it if it expired."""
-    if VERSION_KEY not in state.committed_state and VERSION_KEY in state.dict:
+    if VERSION_KEY not in changed_since_load(state) and VERSION_KEY in state.dict:
         return state.dict[VERSION_KEY]
     history = state.attrs[VERSION_KEY].load_history()
     return (history.deleted or history.unchanged or (None,))[0]
@@ -92,7 +64,10 @@ def version_read(state: InstanceState[Any]) -> Any:
 def _lock_statement(version_column: Any, key_columns: Sequence[Any]) -> Select[Any]:
     """Return the (cached) ``SELECT ... FOR UPDATE`` of the rows guarded by
     ``version_column``, whose primary keys it takes as the ``keys`` parameter."""
-    statement = _lock_statements.get(version_column)
+    # Kept on the table that holds the version column, which every class of an
+    # inheritance hierarchy shares.
+    info = version_column.table.info
+    statement: Select[Any] | None = info.get(_LOCK_STATEMENT_KEY)
     if statement is None:
         keys: BindParameter[Any] = bindparam("keys", expanding=True)
         key_in = (
@@ -105,11 +80,8 @@ def _lock_statement(version_column: Any, key_columns: Sequence[Any]) -> Select[A
             .order_by(*key_columns)
             .with_for_update()
         )
-        _lock_statements[version_column] = statement
+        info[_LOCK_STATEMENT_KEY] = statement
     return statement
-
-
-_lock_statements: WeakKeyDictionary[Any, Select[Any]] = WeakKeyDictionary()
 
 
 def lock_rows(connection: Any, version_column: Any, states: Sequence[InstanceState[Any]]) -> None:

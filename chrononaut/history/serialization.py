@@ -184,7 +184,7 @@ _PARSERS: dict[type[Any], Any] = {
 }
 
 
-def _parse_array(stored: Any, column_type: types.ARRAY) -> Any:
+def _parse_array(stored: Any, column_type: types.ARRAY[Any]) -> Any:
     if not isinstance(stored, list):
         return deserialize_value(stored, column_type.item_type)
     items = [_parse_array(item, column_type) for item in stored]

@@ -64,7 +64,8 @@ def active_extra_change_info() -> dict[str, Any] | None:
     """Return the info of the innermost open ``extra_change_info`` block, or ``None``."""
     if not has_app_context():
         return None
-    return g.get(EXTRA_CHANGE_INFO_KEY)
+    info: dict[str, Any] | None = g.get(EXTRA_CHANGE_INFO_KEY)
+    return info
 
 
 class RecordChanges(ChangeInfoMixin):

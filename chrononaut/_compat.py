@@ -1,0 +1,76 @@
+"""Every use of SQLAlchemy's and Flask-SQLAlchemy's non-public parts, in one place.
+
+Each item says why the public API does not do and which test fails when an upgrade
+changes it (``tests/test_compat.py`` checks each assumption directly as well), so that
+an upgrade has one module to mend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import InstanceState, Mapper, sessionmaker
+from sqlalchemy.orm.attributes import History
+from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE, instance_state
+
+__all__ = [
+    "SessionFactoryHook",
+    "attribute_history",
+    "changed_since_load",
+    "instance_state",
+    "new_instance",
+]
+
+# ``instance_state(obj)`` is what ``sqlalchemy.inspect(obj)`` returns for a mapped
+# instance, without the dispatch through the inspection registry; the flush listeners
+# call it for every object they see. Caught by every recording test.
+
+
+def changed_since_load(state: InstanceState[Any]) -> Any:
+    """Return the attribute names set on ``state`` since it was loaded or flushed.
+
+    ``InstanceState.committed_state`` holds the value each such attribute had before;
+    the public way, asking every attribute for its history, costs a call per attribute
+    on every flushed object. Caught by ``tests/test_compat.py`` and the change
+    detection tests of ``tests/test_versioned.py``.
+    """
+    return state.committed_state
+
+
+def attribute_history(state: InstanceState[Any], key: str) -> History:
+    """Return the pending change of attribute ``key`` without loading anything.
+
+    ``AttributeState.history`` is public but may load an expired value; inside a flush
+    that would issue a query per attribute. ``PASSIVE_NO_INITIALIZE`` is the flag
+    SQLAlchemy's own unit of work uses. Caught by ``tests/test_compat.py``.
+    """
+    return state.get_history(key, PASSIVE_NO_INITIALIZE)
+
+
+def new_instance(mapper: Mapper[Any]) -> Any:
+    """Return an instance of ``mapper``'s class without calling its ``__init__``.
+
+    A snapshot is turned back into a model instance attribute by attribute; the
+    model's own constructor may require arguments or have side effects. Caught by the
+    ``reify`` tests of ``tests/test_types.py``.
+    """
+    return mapper.class_manager.new_instance()
+
+
+class SessionFactoryHook(SQLAlchemy):
+    """Flask-SQLAlchemy's extension, with one hook on the options of every session
+    factory it makes.
+
+    ``_make_session_factory`` is private, but it is the one place that both
+    ``db.session`` and ``db._make_scoped_session(options)`` (which application test
+    fixtures call to bind a session to a connection) go through. Caught by
+    ``tests/test_extension.py::test_bound_test_sessions_from_make_scoped_session_are_versioned``.
+    """
+
+    def session_factory_options(self, options: dict[str, Any]) -> None:
+        """Adjust ``options`` in place before a session factory is made from them."""
+
+    def _make_session_factory(self, options: dict[str, Any]) -> sessionmaker[Any]:
+        self.session_factory_options(options)
+        return super()._make_session_factory(options)

@@ -1,0 +1,30 @@
+"""The :class:`Versioned` mixin, which makes a model's changes recorded."""
+
+from __future__ import annotations
+
+from sqlalchemy import Integer
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from chrononaut.capture.change_info import ChangeInfoMixin
+from chrononaut.history.reads import HistoryReads
+
+
+class Versioned(ChangeInfoMixin, HistoryReads):
+    """Mixin that records a snapshot of the model on every insert, change and delete.
+
+    Class attributes that tune it:
+
+    ``__chrononaut_untracked__``
+        Attribute names that are never recorded; changing only them makes no version.
+    ``__chrononaut_hidden__``
+        Attribute names whose changes make a version without storing the value; the
+        names that changed are listed in ``extra_info["hidden_cols_changed"]``.
+
+    A nullable integer ``version`` column is added unless the model or a mapped parent
+    already has one. The query methods come from
+    :class:`~chrononaut.history.reads.HistoryReads`.
+    """
+
+    @declared_attr
+    def version(cls) -> Mapped[int | None]:
+        return mapped_column(Integer, default=0, nullable=True)

@@ -1,0 +1,119 @@
+"""The ``chrononaut_activity`` table, which holds every snapshot, and the names of the
+keys stored in its JSON columns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, Table, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from chrononaut.exceptions import ChrononautException
+
+#: The key of a snapshot's ``data`` that holds the object's version.
+VERSION_KEY = "version"
+#: The key of ``extra_info`` that lists the hidden columns a change touched.
+HIDDEN_COLUMNS_CHANGED_KEY = "hidden_cols_changed"
+
+#: ``Table.info`` key that marks a table as holding history.
+_ROLE_KEY = "chrononaut.role"
+_HISTORY_ROLE = "history"
+#: ``MetaData.info`` key of the activity class of a declarative registry's metadata.
+_ACTIVITY_CLASS_KEY = "chrononaut.activity_class"
+
+_EMPTY_JSON = text("'{}'::jsonb")
+
+
+class Activity:
+    """The columns of the activity table: one row per recorded change of one object.
+
+    :func:`activity_factory` maps a subclass of it on a declarative base; this class
+    itself is what the type checker sees of that model.
+    """
+
+    __table__: ClassVar[Table]
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    #: The versioned table the object is stored in.
+    table_name: Mapped[str] = mapped_column(Text, nullable=False)
+    #: When the change was flushed, in UTC; every row of one flush shares it.
+    changed: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    #: The object's version after the change.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    #: The object's primary key, ``{attribute: value}``.
+    key: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=_EMPTY_JSON)
+    #: The tracked values after the change, plus ``version``.
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=_EMPTY_JSON)
+    #: Who made the change: ``user_id`` and ``remote_addr``.
+    user_info: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=_EMPTY_JSON
+    )
+    #: Why: the extra change info, and the hidden columns the change touched.
+    extra_info: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=_EMPTY_JSON
+    )
+
+
+def activity_factory(Base: type[Any], schema: str | None = None) -> type[Activity]:
+    """Define the ``chrononaut_activity`` model on a declarative base.
+
+    :class:`~chrononaut.VersionedSQLAlchemy` calls this for ``db.Model``; call it
+    yourself only when you manage the declarative base on your own.
+
+    :param Base: the declarative base class (``db.Model``).
+    :param schema: the database schema of the table, if not the default one.
+    :return: the mapped activity class.
+    """
+
+    class ChrononautActivity(Activity, Base):  # type: ignore[misc]
+        """One snapshot of one versioned row."""
+
+        __tablename__ = "chrononaut_activity"
+        __table_args__ = (
+            # One object's rows in time order, so that version_at() reads one index
+            # entry however long the history is. It replaces the original index on
+            # (key, table_name), whose columns it leads with: a second index only made
+            # every recorded change dearer. Tables made by older releases may still
+            # have that one; docs/migration.rst has the migration that swaps them.
+            Index(
+                "ix_chrononaut_activity_table_name_key_changed",
+                "table_name",
+                "key",
+                "changed",
+                "id",
+            ),
+            {"schema": schema, "info": {_ROLE_KEY: _HISTORY_ROLE}},
+        )
+
+    Base.registry.metadata.info[_ACTIVITY_CLASS_KEY] = ChrononautActivity
+    return ChrononautActivity
+
+
+def activity_class_for(model: type[Any]) -> type[Activity]:
+    """Return the activity class that holds the history of ``model``.
+
+    Models on a ``__bind_key__`` metadata of their own share their registry's activity
+    class.
+
+    :raises ChrononautException: ``model`` is not on a base that has an activity table.
+    """
+    try:
+        activity: type[Activity] = model.registry.metadata.info[_ACTIVITY_CLASS_KEY]
+    except (AttributeError, KeyError):
+        raise ChrononautException(
+            f"{model.__name__} has no activity table: versioned models must derive "
+            "from the `Model` of a `VersionedSQLAlchemy` instance."
+        ) from None
+    return activity
+
+
+def is_history_table(table: Any) -> bool:
+    """Tell whether ``table`` is an activity table defined by :func:`activity_factory`."""
+    return isinstance(table, Table) and table.info.get(_ROLE_KEY) == _HISTORY_ROLE
+
+
+def is_activity(obj: object) -> bool:
+    """Tell whether ``obj`` is a row of an activity table."""
+    return isinstance(obj, Activity) and is_history_table(getattr(type(obj), "__table__", None))

@@ -1,0 +1,264 @@
+"""Snapshots: read-only views of the activity rows of one object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy import inspect
+
+from chrononaut._compat import new_instance
+from chrononaut.exceptions import (
+    ChrononautException,
+    ChrononautRelationshipError,
+    HiddenAttributeError,
+    InvalidArgumentError,
+    UntrackedAttributeError,
+)
+from chrononaut.history.activity import VERSION_KEY
+from chrononaut.history.serialization import deserialize_value
+
+
+class HistorySnapshot:
+    """A read-only view of one row of ``chrononaut_activity``.
+
+    Tracked column values read as attributes (``snapshot.title``); ``version`` is the
+    version the object had in that state. Reading a hidden column raises
+    :class:`~chrononaut.exceptions.HiddenAttributeError`, an untracked one
+    :class:`~chrononaut.exceptions.UntrackedAttributeError`. Values are the JSON values
+    stored (datetimes as ISO text); :meth:`typed_data` and :meth:`reify` give them
+    back as the column types.
+
+    Everything else a snapshot knows is read through the ``chrononaut_``-prefixed
+    accessors, a prefix versioned models may not use for attributes of their own, so
+    that no column can hide them.
+
+    :ivar chrononaut_meta: ``table_name``, ``changed``, ``user_info`` and ``extra_info``
+        of the activity row.
+    """
+
+    # The underscore names are those of the original; code written for it reads them.
+    _data: dict[str, Any]
+    _key: dict[str, Any]
+    _version: int
+    _activity_id: int | None
+    _model: type[Any] | None
+    chrononaut_meta: dict[str, Any]
+
+    def __init__(
+        self,
+        *,
+        table_name: str,
+        changed: datetime,
+        version: int,
+        key: Mapping[str, Any],
+        data: Mapping[str, Any],
+        user_info: Mapping[str, Any] | None = None,
+        extra_info: Mapping[str, Any] | None = None,
+        model: type[Any] | None = None,
+        activity_id: int | None = None,
+    ) -> None:
+        fields = {
+            "_data": dict(data),
+            "_key": dict(key),
+            "_version": version,
+            "_activity_id": activity_id,
+            "_model": model,
+            "chrononaut_meta": {
+                "table_name": table_name,
+                "changed": changed,
+                "user_info": dict(user_info or {}),
+                "extra_info": dict(extra_info or {}),
+            },
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_activity(cls, activity: Any, model: type[Any] | None = None) -> HistorySnapshot:
+        """Build a snapshot from an activity object or row.
+
+        :param activity: a loaded activity model instance or a result row with its columns.
+        :param model: the versioned class the row belongs to; it tells hidden and
+            untracked columns apart from unknown ones.
+        """
+        return cls(
+            table_name=activity.table_name,
+            changed=activity.changed,
+            version=activity.version,
+            key=activity.key,
+            data=activity.data,
+            user_info=activity.user_info,
+            extra_info=activity.extra_info,
+            model=model,
+            activity_id=activity.id,
+        )
+
+    # -- public accessors ----------------------------------------------------------
+
+    @property
+    def chrononaut_data(self) -> Mapping[str, Any]:
+        """The stored values of this version, ``version`` included, as stored."""
+        return MappingProxyType(self._data)
+
+    @property
+    def chrononaut_key(self) -> Mapping[str, Any]:
+        """The object's primary key, ``{attribute: value}``, as stored."""
+        return MappingProxyType(self._key)
+
+    @property
+    def chrononaut_version(self) -> int:
+        """The version the object had in this state."""
+        return self._version
+
+    @property
+    def chrononaut_model(self) -> type[Any] | None:
+        """The versioned class the snapshot belongs to, if it was built with one."""
+        return self._model
+
+    @property
+    def chrononaut_activity_id(self) -> int | None:
+        """The ``id`` of the activity row, if the snapshot was read from one."""
+        return self._activity_id
+
+    @property
+    def chrononaut_changed(self) -> datetime:
+        """When the change that produced this state was made."""
+        changed: datetime = self.chrononaut_meta["changed"]
+        return changed
+
+    @property
+    def chrononaut_user_info(self) -> Mapping[str, Any]:
+        """Who made the change: ``user_id`` and ``remote_addr``."""
+        return MappingProxyType(self.chrononaut_meta["user_info"])
+
+    @property
+    def chrononaut_extra_info(self) -> Mapping[str, Any]:
+        """The extra change info recorded with the change."""
+        return MappingProxyType(self.chrononaut_meta["extra_info"])
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails; dunder names are never column values and
+        # must fail fast for copy, pickle and friends.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        data = object.__getattribute__(self, "_data")
+        if name in data:
+            return data[name]
+        model = object.__getattribute__(self, "_model")
+        if name in getattr(model, "__chrononaut_hidden__", ()):
+            raise HiddenAttributeError(f"{name!r} is a hidden column: its values are not stored.")
+        if name in getattr(model, "__chrononaut_untracked__", ()):
+            raise UntrackedAttributeError(f"{name!r} is an untracked column.")
+        if model is not None and name in inspect(model).relationships:
+            raise ChrononautRelationshipError(
+                f"{name!r} is a relationship: snapshots hold column values only."
+            )
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}.")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise ChrononautException("Cannot modify a HistorySnapshot model.")
+
+    def __delattr__(self, name: str) -> None:
+        raise ChrononautException("Cannot modify a HistorySnapshot model.")
+
+    def diff(self, other: HistorySnapshot) -> dict[str, tuple[Any, Any]]:
+        """Return the columns whose values differ from this snapshot to ``other``.
+
+        :param other: the later snapshot.
+        :return: ``{column: (value here, value in other)}``; a column missing on one
+            side counts as ``None`` there. ``version`` is left out.
+        :raises ChrononautException: ``other`` is not a snapshot.
+        """
+        if not isinstance(other, HistorySnapshot):
+            raise InvalidArgumentError("`other` needs to be a history snapshot.")
+        return changes_between(self, other)
+
+    def typed_data(self) -> dict[str, Any]:
+        """Return the stored values as the Python values of the model's columns.
+
+        Each value is read back with :func:`~chrononaut.history.serialization.deserialize_value`
+        for the type of the model's column of that name, so a ``Numeric`` column gives a
+        ``Decimal`` and an ``Enum`` column its member. Values of attributes the model no
+        longer has are returned as stored.
+
+        .. versionadded:: 0.6
+
+        :return: ``{attribute: value}`` for every stored attribute, ``version`` included.
+        :raises ChrononautException: the snapshot was built without its model.
+        """
+        model = self._model
+        if model is None:
+            raise ChrononautException("This snapshot does not know its model to type its data.")
+        columns = inspect(model).columns
+        return {
+            name: deserialize_value(value, columns[name].type) if name in columns else value
+            for name, value in self._data.items()
+        }
+
+    def reify(self) -> Any:
+        """Return a new instance of the model that holds this snapshot's values.
+
+        The instance is transient: it belongs to no session and writes nothing unless you
+        add it to one. Hidden and untracked attributes, and attributes the model no
+        longer has, are left out; relationships are empty.
+
+        .. versionadded:: 0.6
+
+        :return: an instance of the snapshot's model with :meth:`typed_data` set on it.
+        :raises ChrononautException: the snapshot was built without its model.
+        """
+        values = self.typed_data()
+        mapper = inspect(self._model)
+        instance = new_instance(mapper)
+        for name, value in values.items():
+            if name in mapper.columns:
+                setattr(instance, name, value)
+        return instance
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HistorySnapshot):
+            return NotImplemented
+        return (self._key, self._data, self.chrononaut_meta) == (
+            other._key,
+            other._data,
+            other.chrononaut_meta,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __str__(self) -> str:
+        meta = self.chrononaut_meta
+        return f"{meta['table_name']} snapshot at {meta['changed'].isoformat()}: {self._data}"
+
+    def __repr__(self) -> str:
+        meta = self.chrononaut_meta
+        return (
+            f"<HistorySnapshot table={meta['table_name']!r} key={self._key!r} "
+            f"version={self._version!r} changed={meta['changed'].isoformat()!r}>"
+        )
+
+
+def changes_between(
+    older: HistorySnapshot | None, newer: HistorySnapshot
+) -> dict[str, tuple[Any, Any]]:
+    """Return ``{column: (value in older, value in newer)}`` of the columns that differ.
+
+    With no ``older`` snapshot every stored column is new, ``None`` before, even one
+    whose value is ``None``. A column stored on one side only counts as ``None`` on the
+    other. ``version`` is left out.
+    """
+    after = newer.chrononaut_data
+    if older is None:
+        return {column: (None, value) for column, value in after.items() if column != VERSION_KEY}
+    before = older.chrononaut_data
+    changes = {}
+    for column in (*before, *(name for name in after if name not in before)):
+        if column == VERSION_KEY:
+            continue
+        old, new = before.get(column), after.get(column)
+        if old != new:
+            changes[column] = (old, new)
+    return changes

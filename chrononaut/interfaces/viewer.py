@@ -1,0 +1,177 @@
+"""The history viewer: a blueprint with an object's timeline and the activity feed.
+
+Register it with a permission callback; without one every page answers 403::
+
+    from flask_login import current_user
+    from chrononaut.views import history_blueprint
+
+    app.register_blueprint(
+        history_blueprint(lambda: current_user.is_authenticated and current_user.is_admin),
+        url_prefix="/history",
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, abort, render_template, request, url_for
+
+from chrononaut.exceptions import InvalidArgumentError
+from chrononaut.history.reads import hidden_changes_of
+from chrononaut.interfaces.timeline import (
+    HIDDEN_MARKER,
+    activity_feed,
+    extension,
+    extra_of,
+    format_key,
+    object_exists,
+    object_timeline,
+    parse_key,
+    parse_time,
+    table_name_of,
+    utc,
+    versioned_model,
+    versioned_models,
+)
+
+
+def history_blueprint(
+    permission: Callable[[], bool] | None = None,
+    *,
+    name: str = "chrononaut",
+    per_page: int = 25,
+) -> Blueprint:
+    """Make the blueprint of the history viewer.
+
+    Its pages: ``/`` lists the versioned models, ``/activity`` is the activity feed
+    (filters ``model``, ``user``, ``since``, ``until``; paging with ``page``), and
+    ``/objects/<model>?key=<key>`` is the timeline of one object, with the model given
+    by class or table name and the key as :func:`chrononaut.timeline.parse_key` reads it.
+
+    :param permission: called without arguments on every request, inside the request
+        context; the page is shown only when it returns true. ``None`` (the default)
+        refuses every request with 403, so history is never shown by accident.
+    :param name: the blueprint name, for registering more than one viewer.
+    :param per_page: how many changes one page of the activity feed shows.
+    :return: a blueprint to pass to :meth:`flask.Flask.register_blueprint`.
+    :raises ValueError: ``per_page`` is less than 1.
+    """
+    if per_page < 1:
+        raise InvalidArgumentError(f"per_page must be at least 1, not {per_page}")
+    blueprint = Blueprint(
+        name,
+        __name__,
+        template_folder="templates",
+        static_folder="static/chrononaut",
+        static_url_path="/static",
+    )
+
+    @blueprint.before_request
+    def check_permission() -> None:
+        if permission is None or not permission():
+            abort(403)
+
+    @blueprint.app_template_filter("chrononaut_time")
+    def format_time(moment: datetime) -> str:
+        return utc(moment).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    @blueprint.route("/")
+    def index() -> str:
+        return render_template("chrononaut/index.html", models=versioned_models())
+
+    @blueprint.route("/activity")
+    def activity() -> tuple[str, int]:
+        return _activity_page(per_page)
+
+    @blueprint.route("/objects/<model_name>")
+    def timeline(model_name: str) -> str:
+        return _timeline_page(model_name)
+
+    return blueprint
+
+
+def _timeline_page(model_name: str) -> str:
+    try:
+        model = versioned_model(model_name)
+    except ValueError as error:
+        abort(404, str(error))
+    raw_key = request.args.get("key", "")
+    try:
+        key = parse_key(model, raw_key)
+    except ValueError as error:
+        abort(404, str(error))
+    session = extension().session()
+    entries = object_timeline(session, model, key)
+    if not entries:
+        abort(404, f"{model.__name__} {raw_key} has no recorded history.")
+    return render_template(
+        "chrononaut/timeline.html",
+        model=model,
+        key=key,
+        entries=list(reversed(entries)),
+        deleted=not object_exists(session, model, key),
+        hidden_marker=HIDDEN_MARKER,
+    )
+
+
+def _activity_page(per_page: int) -> tuple[str, int]:
+    args = request.args
+    filters: dict[str, Any] = {}
+    errors = []
+    model_name = args.get("model", "")
+    if model_name:
+        try:
+            filters["table_name"] = table_name_of(versioned_model(model_name))
+        except ValueError as error:
+            errors.append(str(error))
+    if args.get("user"):
+        filters["user_id"] = args["user"]
+    for bound in ("since", "until"):
+        if args.get(bound):
+            try:
+                filters[bound] = parse_time(args[bound])
+            except ValueError as error:
+                errors.append(f"{bound}: {error}")
+    page = args.get("page", "1")
+    if not page.isdigit() or int(page) < 1:
+        errors.append(f"page: {page!r} is not a page number")
+        page = "1"
+    number = int(page)
+
+    changes = []
+    if not errors:
+        db = extension()
+        # One row more than a page tells whether there is a next page without a COUNT.
+        changes = activity_feed(
+            db.session(),
+            db.activity_cls,
+            limit=per_page + 1,
+            offset=(number - 1) * per_page,
+            **filters,
+        )
+    has_next = len(changes) > per_page
+    query: dict[str, Any] = {
+        name: value for name, value in args.items() if name != "page" and value
+    }
+    html = render_template(
+        "chrononaut/activity.html",
+        changes=[
+            (
+                change,
+                format_key(dict(change.chrononaut_key)),
+                extra_of(change),
+                hidden_changes_of(change),
+            )
+            for change in changes[:per_page]
+        ],
+        models=versioned_models(),
+        args=args,
+        errors=errors,
+        page=number,
+        previous_url=url_for(".activity", page=number - 1, **query) if number > 1 else None,
+        next_url=url_for(".activity", page=number + 1, **query) if has_next else None,
+    )
+    return html, 400 if errors else 200
