@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import insert, select
 
+from chrononaut import extra_change_info, rationale
 from chrononaut.history.serialization import UTC
-from tests.viewer_data import acting_as, todo_history
+from chrononaut.interfaces.timeline import visible
+from chrononaut.unsafe import suppress_versioning
+from tests.viewer_data import acting_as, cli_runner, todo_history
 
 
 @pytest.fixture
 def run(app, db):
-    runner = app.test_cli_runner()
-
-    def run(*args):
-        # A wide terminal, so that rich does not wrap cells in the middle of a value.
-        return runner.invoke(args=["chrononaut", *args], env={"COLUMNS": "200"})
-
-    return run
+    return cli_runner(app)
 
 
 def test_history_prints_each_version_and_its_changes(app, run, session, models):
@@ -98,3 +99,124 @@ def test_activity_refuses_a_time_that_is_not_iso(run, models):
     result = run("activity", "--since", "last tuesday")
     assert result.exit_code == 2
     assert "'last tuesday' is not an ISO 8601 date or time" in result.output
+
+
+# Stored text meant to clear the screen, colour, ring, back over and rewrite a line,
+# reverse what follows and break the line: none of it may reach the terminal as is.
+TERMINAL_TRICKS = "\x1b[2J\x1b[31mred\x07ab\x08\x08\rOK\x9b8m\u202eevil\u2066x\u2028y\nz\tend\x7f"
+TRICKS_SHOWN = r"\x1b[2J\x1b[31mred\x07ab\x08\x08\rOK\x9b8m\u202eevil\u2066x\u2028y\nz\tend\x7f"
+# What a terminal could act on, and everything that reorders text; newlines end lines.
+UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("\x1b[31mred", r"\x1b[31mred"),
+        ("\x9b31m", r"\x9b31m"),
+        ("\x00\x07\x08\x7f\x85", r"\x00\x07\x08\x7f\x85"),
+        ("a\rb\nc\td", r"a\rb\nc\td"),
+        ("\u202a\u202b\u202c\u202d\u202e", r"\u202a\u202b\u202c\u202d\u202e"),
+        ("\u2066\u2067\u2068\u2069", r"\u2066\u2067\u2068\u2069"),
+        ("\u061c\u200e\u200f", r"\u061c\u200e\u200f"),
+        ("\u2028\u2029", r"\u2028\u2029"),
+        ("\ud800\udcff", r"\ud800\udcff"),
+        # Printable text stays, joiners and backslashes included.
+        ("Zoë 日本語 👩‍👩‍👧 C:\\temp \\x1b", "Zoë 日本語 👩‍👩‍👧 C:\\temp \\x1b"),
+    ],
+)
+def test_visible_writes_what_steers_a_terminal_as_escapes(text, shown):
+    assert visible(text) == shown
+
+
+@pytest.fixture
+def tricky_history(app, db, session, models):
+    """History whose every stored part holds the tricks: values, user, address, change
+    info and its names, a key, a column name and a table name."""
+    with (
+        acting_as(app, TERMINAL_TRICKS, TERMINAL_TRICKS),
+        extra_change_info(**{"\x1b[8m": TERMINAL_TRICKS}),
+        rationale(TERMINAL_TRICKS),
+    ):
+        todo = models.Todo(title=TERMINAL_TRICKS, text="plain")
+        session.add(todo)
+        session.add(models.Country(code="\u202e\x1b", name="Tricky"))
+        session.commit()
+    table = db.activity_cls.__table__
+    row = session.execute(select(table).where(table.c.table_name == "todo")).one()
+    with suppress_versioning(allow_deleting_history=True):
+        session.execute(
+            insert(table).values(
+                table_name="todo",
+                changed=row.changed,
+                version=1,
+                key=row.key,
+                data={**row.data, "version": 1, "\x1b[8mcolumn": 1},
+            )
+        )
+        session.execute(
+            insert(table).values(
+                table_name="\x1b]0;pwned\x07", changed=row.changed, version=0, key={}, data={}
+            )
+        )
+        session.commit()
+    return todo
+
+
+def test_history_prints_stored_control_characters_visibly(app, tricky_history):
+    result = cli_runner(app, columns=1000)("history", "Todo", str(tricky_history.id))
+    assert result.exit_code == 0, result.output
+    assert not UNSAFE.findall(result.output)
+    heading = result.output.splitlines()[0]
+    assert heading.endswith(
+        f"| {TRICKS_SHOWN} | {TRICKS_SHOWN} | \\x1b[8m: {TRICKS_SHOWN} | rationale: {TRICKS_SHOWN}"
+    )
+    assert f"│ title    │ null   │ {TRICKS_SHOWN} │" in result.output
+    assert "│ \\x1b[8mcolumn │ null   │ 1     │" in result.output
+
+    result = cli_runner(app, columns=1000)("history", "Country", "\u202e\x1b")
+    assert result.exit_code == 0, result.output
+    assert not UNSAFE.findall(result.output)
+    assert "│ code   │ null   │ \\u202e\\x1b │" in result.output
+
+
+def test_activity_prints_stored_control_characters_visibly(app, tricky_history):
+    result = cli_runner(app, columns=1000)("activity")
+    assert result.exit_code == 0, result.output
+    assert not UNSAFE.findall(result.output)
+    rows = [
+        [cell.strip() for cell in line.split("│")[2:-1]]
+        for line in result.output.splitlines()
+        if line.startswith("│")
+    ]
+    assert sorted(rows) == sorted(
+        [
+            ["\\x1b]0;pwned\\x07", "{}", "0", "null", "null", ""],
+            ["todo", str(tricky_history.id), "1", "null", "null", ""],
+            ["country", "\\u202e\\x1b", "0", TRICKS_SHOWN, TRICKS_SHOWN, CHANGE_INFO_SHOWN],
+            ["todo", str(tricky_history.id), "0", TRICKS_SHOWN, TRICKS_SHOWN, CHANGE_INFO_SHOWN],
+        ]
+    )
+
+
+CHANGE_INFO_SHOWN = f"\\x1b[8m: {TRICKS_SHOWN}; rationale: {TRICKS_SHOWN}"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    text=st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=20)
+)
+def printed_as_shown(app, session, models, text):
+    with acting_as(app, text, "10.0.0.1"), rationale(text):
+        todo = models.Todo(title=text, text=text)
+        session.add(todo)
+        session.commit()
+    run = cli_runner(app, columns=1000)
+    for result in (run("history", "Todo", str(todo.id)), run("activity", "--limit", "1")):
+        assert result.exit_code == 0, result.output
+        assert not UNSAFE.findall(result.output)
+        assert visible(text) in result.output
+
+
+def test_any_stored_text_is_printed_visibly(app, session, models):
+    printed_as_shown(app, session, models)

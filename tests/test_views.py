@@ -9,17 +9,16 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import insert, select, update
 
-from chrononaut import rationale
+from chrononaut import extra_change_info, rationale
 from chrononaut.history.serialization import UTC
 from chrononaut.unsafe import suppress_versioning
 from chrononaut.views import history_blueprint
-from tests.viewer_data import acting_as, todo_history
+from tests.viewer_data import acting_as, todo_history, viewer_client
 
 
 @pytest.fixture
 def client(app, db, models):
-    app.register_blueprint(history_blueprint(lambda: True, per_page=2), url_prefix="/history")
-    return app.test_client()
+    return viewer_client(app)
 
 
 def timeline_url(model, key):
@@ -224,3 +223,35 @@ def test_a_value_stored_under_a_column_hidden_later_is_not_shown(client, db, ses
     html = client.get(timeline_url("Todo", todo.id)).get_data(as_text=True)
     assert "leaked" not in html
     assert html.count("changed (hidden)") == 2  # at creation, and in version 1
+
+
+def test_stored_control_characters_are_shown_as_escapes_and_line_breaks_kept(
+    app, client, session, models
+):
+    tricks = "\x1b[31mred\x07\u202eevil\u2066x\u2028\r\nnext line"
+    shown = "\\x1b[31mred\\x07\\u202eevil\\u2066x\\u2028\\r\nnext line"
+    with acting_as(app, tricks, tricks), extra_change_info(**{"\u202ename": tricks}):
+        todo = models.Todo(title=tricks)
+        session.add(todo)
+        session.add(models.Country(code="\u202e\x1b", name="Tricky"))
+        session.commit()
+    # Each page shows the user, the address and the change info of each change; the
+    # todo's timeline its title twice more, in the diff and in the full state.
+    pages = {
+        timeline_url("Todo", todo.id): 5,
+        "/history/objects/Country?key=%E2%80%AE%1B": 3,
+        "/history/activity": 6,
+    }
+    for url, times in pages.items():
+        response = client.get(url)
+        assert response.status_code == 200
+        html = response.get_data(as_text=True)
+        assert not re.findall(
+            "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]", html
+        )
+        assert html.count(shown) == times
+        assert "\\u202ename" in html
+    assert "country \\u202e\\x1b 0" in text_of(client.get("/history/activity"))
+    assert "Country code=\\u202e\\x1b" in text_of(
+        client.get("/history/objects/country?key=%E2%80%AE%1B")
+    )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from click.testing import Result
 from flask import Flask
+from flask.testing import FlaskClient
 from flask_login import LoginManager, UserMixin, login_user
 
 from chrononaut import extra_change_info, rationale
+from chrononaut.views import history_blueprint
 from tests.models import Models
 
 
@@ -48,3 +51,24 @@ def todo_history(app: Flask, session: Any, models: Models) -> Any:
         todo.done = True
         session.commit()
     return todo
+
+
+def viewer_client(app: Flask) -> FlaskClient:
+    """A test client of ``app`` with the viewer under ``/history``, open to everyone and
+    two changes to a page of the feed."""
+    app.register_blueprint(history_blueprint(lambda: True, per_page=2), url_prefix="/history")
+    return app.test_client()
+
+
+def cli_runner(app: Flask, columns: int = 200) -> Callable[..., Result]:
+    """A function that runs ``flask chrononaut ARGS...`` on ``app`` and returns the result.
+
+    The terminal is ``columns`` wide, so that rich does not wrap cells in the middle of a
+    value.
+    """
+    runner = app.test_cli_runner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(args=["chrononaut", *args], env={"COLUMNS": str(columns)})
+
+    return run

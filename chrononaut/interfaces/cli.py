@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from chrononaut.exceptions import ChrononautException
 from chrononaut.history.reads import hidden_changes_of
 from chrononaut.interfaces.timeline import (
     HIDDEN_MARKER,
+    MAX_ROWS,
     activity_feed,
     extension,
     extra_of,
@@ -23,9 +25,11 @@ from chrononaut.interfaces.timeline import (
     object_timeline,
     parse_key,
     parse_time,
+    parse_user,
     table_name_of,
     utc,
     versioned_model,
+    visible,
 )
 from chrononaut.maintenance.conversion import HistoryModelDataConverter
 
@@ -68,29 +72,38 @@ def _table(*headings: str) -> Table:
 
 
 def _text(value: str, style: str = "") -> Text:
+    """Everything printed goes through here: a stored value could otherwise move the
+    cursor, clear the screen or reorder a line, and rich would read "[...]" in a plain
+    string as markup."""
     from rich.text import Text
 
-    return Text(value, style=style)
+    return Text(visible(value), style=style)
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _cell(value: Any) -> Text:
-    # Text objects, never plain strings: rich would read "[...]" in stored values as markup.
     if value is None:
         return _text("null", style="dim italic")
-    return _text(value if isinstance(value, str) else json.dumps(value))
+    return _text(_plain(value))
 
 
-def _time_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+def _parsed_option(parse: Callable[[str], Any]) -> Callable[..., Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+
+    return callback
 
 
 def _change_info(extra: dict[str, Any], hidden_changed: bool) -> Text:
-    parts = [f"{name}: {_cell(value)}" for name, value in extra.items()]
+    parts = [f"{name}: {_plain(value)}" for name, value in extra.items()]
     if hidden_changed:
         parts.append("hidden columns changed")
     return _text("; ".join(parts))
@@ -114,13 +127,14 @@ def history_command(model_name: str, key: str) -> None:
         raise click.BadParameter(str(error), param_hint="KEY") from None
     session = extension().session()
     entries = object_timeline(session, model, parsed_key)
+    shown_key = visible(format_key(parsed_key))
     if not entries:
-        raise click.ClickException(f"{model.__name__} {key} has no recorded history.")
+        raise click.ClickException(f"{model.__name__} {shown_key} has no recorded history.")
     console = _console()
     for entry in entries:
         heading = [f"Version {entry.version}", f"{utc(entry.changed):%Y-%m-%d %H:%M:%S} UTC"]
         heading += [str(part) for part in (entry.user_id, entry.remote_addr) if part]
-        heading += [f"{name}: {_cell(value)}" for name, value in entry.extra.items()]
+        heading += [f"{name}: {_plain(value)}" for name, value in entry.extra.items()]
         console.print(_text(" | ".join(heading), style="bold"))
         table = _table("Column", "Before", "After")
         for column, (old, new) in sorted(entry.changes.items()):
@@ -128,18 +142,24 @@ def history_command(model_name: str, key: str) -> None:
         for column in entry.hidden_changed:
             table.add_row(_text(column), _text(""), _text(HIDDEN_MARKER, style="italic"))
         if not entry.changes and not entry.hidden_changed:
-            table.add_row(_text("(no tracked column changed)", style="dim"), "", "")
+            table.add_row(_text("(no tracked column changed)", style="dim"))
         console.print(table)
     if not object_exists(session, model, parsed_key):
-        console.print(f"{model.__name__} {key} has been deleted.")
+        console.print(_text(f"{model.__name__} {shown_key} has been deleted."))
 
 
 @chrononaut_cli.command("activity")
-@click.option("--since", callback=_time_option, help="Only changes at or after this ISO time.")
-@click.option("--until", callback=_time_option, help="Only changes at or before this ISO time.")
+@click.option(
+    "--since", callback=_parsed_option(parse_time), help="Only changes at or after this ISO time."
+)
+@click.option(
+    "--until", callback=_parsed_option(parse_time), help="Only changes at or before this ISO time."
+)
 @click.option("--model", "model_name", help="Only changes of this model (class or table name).")
-@click.option("--user", help="Only changes made by this user id.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--user", callback=_parsed_option(parse_user), help="Only changes made by this user id."
+)
+@click.option("--limit", type=click.IntRange(min=1, max=MAX_ROWS), default=50, show_default=True)
 def activity_command(
     since: datetime | None,
     until: datetime | None,
@@ -167,10 +187,10 @@ def activity_command(
     for change in changes:
         user_info = change.chrononaut_user_info
         table.add_row(
-            f"{utc(change.chrononaut_changed):%Y-%m-%d %H:%M:%S}",
+            _text(f"{utc(change.chrononaut_changed):%Y-%m-%d %H:%M:%S}"),
             _text(change.chrononaut_meta["table_name"]),
             _text(format_key(dict(change.chrononaut_key))),
-            str(change.chrononaut_version),
+            _text(str(change.chrononaut_version)),
             _cell(user_info.get("user_id")),
             _cell(user_info.get("remote_addr")),
             _change_info(extra_of(change), bool(hidden_changes_of(change))),

@@ -30,12 +30,18 @@ from chrononaut.interfaces.timeline import (
     object_exists,
     object_timeline,
     parse_key,
+    parse_page,
     parse_time,
+    parse_user,
     table_name_of,
     utc,
     versioned_model,
     versioned_models,
+    visible,
 )
+
+# The query parameters of the feed that its page links keep.
+_FILTERS = ("model", "user", "since", "until")
 
 
 def history_blueprint(
@@ -78,6 +84,11 @@ def history_blueprint(
     def format_time(moment: datetime) -> str:
         return utc(moment).strftime("%Y-%m-%d %H:%M:%S UTC")
 
+    @blueprint.app_template_filter("chrononaut_visible")
+    def show_visibly(text: str) -> str:
+        # Line breaks stay: a page shows them inside the value's own cell.
+        return "\n".join(visible(line) for line in str(text).split("\n"))
+
     @blueprint.route("/")
     def index() -> str:
         return render_template("chrononaut/index.html", models=versioned_models())
@@ -106,7 +117,7 @@ def _timeline_page(model_name: str) -> str:
     session = extension().session()
     entries = object_timeline(session, model, key)
     if not entries:
-        abort(404, f"{model.__name__} {raw_key} has no recorded history.")
+        abort(404, f"{model.__name__} {visible(raw_key)} has no recorded history.")
     return render_template(
         "chrononaut/timeline.html",
         model=model,
@@ -128,18 +139,21 @@ def _activity_page(per_page: int) -> tuple[str, int]:
         except ValueError as error:
             errors.append(str(error))
     if args.get("user"):
-        filters["user_id"] = args["user"]
+        try:
+            filters["user_id"] = parse_user(args["user"])
+        except ValueError as error:
+            errors.append(f"user: {error}")
     for bound in ("since", "until"):
         if args.get(bound):
             try:
                 filters[bound] = parse_time(args[bound])
             except ValueError as error:
                 errors.append(f"{bound}: {error}")
-    page = args.get("page", "1")
-    if not page.isdigit() or int(page) < 1:
-        errors.append(f"page: {page!r} is not a page number")
-        page = "1"
-    number = int(page)
+    try:
+        number = parse_page(args.get("page", "1"), per_page)
+    except ValueError as error:
+        errors.append(f"page: {error}")
+        number = 1
 
     changes = []
     if not errors:
@@ -153,9 +167,8 @@ def _activity_page(per_page: int) -> tuple[str, int]:
             **filters,
         )
     has_next = len(changes) > per_page
-    query: dict[str, Any] = {
-        name: value for name, value in args.items() if name != "page" and value
-    }
+    # Only the filters: other names could be url_for's own arguments (_external...).
+    query: dict[str, Any] = {name: args[name] for name in _FILTERS if args.get(name)}
     html = render_template(
         "chrononaut/activity.html",
         changes=[
