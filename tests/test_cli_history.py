@@ -13,7 +13,9 @@ from sqlalchemy import insert, select
 
 from chrononaut import extra_change_info, rationale
 from chrononaut.history.serialization import UTC
-from chrononaut.interfaces.timeline import visible
+from chrononaut.interfaces.text import (
+    visible,
+)
 from chrononaut.unsafe import suppress_versioning
 from tests.viewer_data import acting_as, cli_runner, todo_history
 

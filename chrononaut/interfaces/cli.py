@@ -14,22 +14,24 @@ from sqlalchemy import inspect as sql_inspect
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import ChrononautException
 from chrononaut.history.reads import hidden_changes_of
-from chrononaut.interfaces.timeline import (
-    HIDDEN_MARKER,
+from chrononaut.interfaces.text import (
     MAX_ROWS,
-    activity_feed,
-    extension,
-    extra_of,
     format_key,
-    object_exists,
-    object_timeline,
     parse_key,
     parse_time,
     parse_user,
-    table_name_of,
     utc,
-    versioned_model,
     visible,
+)
+from chrononaut.interfaces.timeline import (
+    HIDDEN_MARKER,
+    activity_feed,
+    extension,
+    extra_of,
+    object_exists,
+    object_timeline,
+    table_name_of,
+    versioned_model,
 )
 from chrononaut.maintenance.conversion import HistoryModelDataConverter
 

@@ -21,23 +21,25 @@ from flask import Blueprint, abort, render_template, request, url_for
 
 from chrononaut.exceptions import InvalidArgumentError
 from chrononaut.history.reads import hidden_changes_of
+from chrononaut.interfaces.text import (
+    format_key,
+    parse_key,
+    parse_page,
+    parse_time,
+    parse_user,
+    utc,
+    visible,
+)
 from chrononaut.interfaces.timeline import (
     HIDDEN_MARKER,
     activity_feed,
     extension,
     extra_of,
-    format_key,
     object_exists,
     object_timeline,
-    parse_key,
-    parse_page,
-    parse_time,
-    parse_user,
     table_name_of,
-    utc,
     versioned_model,
     versioned_models,
-    visible,
 )
 
 # The query parameters of the feed that its page links keep.
@@ -55,7 +57,7 @@ def history_blueprint(
     Its pages: ``/`` lists the versioned models, ``/activity`` is the activity feed
     (filters ``model``, ``user``, ``since``, ``until``; paging with ``page``), and
     ``/objects/<model>?key=<key>`` is the timeline of one object, with the model given
-    by class or table name and the key as :func:`chrononaut.timeline.parse_key` reads it.
+    by class or table name and the key as :func:`chrononaut.interfaces.text.parse_key` reads it.
 
     :param permission: called without arguments on every request, inside the request
         context; the page is shown only when it returns true. ``None`` (the default)
