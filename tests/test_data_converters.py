@@ -6,6 +6,8 @@ snapshots that data must turn into (the mapping of ``docs/migration.rst``).
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import signal
 import subprocess
@@ -278,6 +280,12 @@ INSERT INTO dog (id, breed) VALUES (7, 'Beagle');
 INSERT INTO animal_history (id, kind, name, indoor, version, changed, change_info) VALUES
     (7, 'hound', 'Fido', null, 0, '2020-09-01 12:00+00', '{"user_id": "bob@example.org"}');
 INSERT INTO dog_history (id, breed, version) VALUES (7, 'Basset', 0);
+-- Dog 8's first state was recorded before Dog had a table of its own: no dog_history
+-- partner, but its kind names Dog.
+INSERT INTO animal (id, kind, name, indoor, version) VALUES (8, 'dog', 'Laika', null, 1);
+INSERT INTO dog (id, breed) VALUES (8, 'Husky');
+INSERT INTO animal_history (id, kind, name, indoor, version, changed, change_info) VALUES
+    (8, 'dog', 'Laika', null, 0, '2020-10-01 12:00+00', '{"user_id": "ada@example.org"}');
 """
 
 
@@ -286,7 +294,7 @@ def test_rows_whose_kind_no_class_claims_convert_under_the_model(db, legacy, cap
         connection.exec_driver_sql(UNCLAIMED_KINDS)
     with caplog.at_level(logging.WARNING, logger="chrononaut"):
         assert HistoryModelDataConverter(legacy.Animal).convert_all(db.session) == 5
-        assert HistoryModelDataConverter(legacy.Dog).convert_all(db.session) == 2
+        assert HistoryModelDataConverter(legacy.Dog).convert_all(db.session) == 3
     # Every state is there, so nothing is reported missing.
     assert caplog.messages == []
 
@@ -314,6 +322,11 @@ def test_rows_whose_kind_no_class_claims_convert_under_the_model(db, legacy, cap
     assert snapshots(db, "dog", id=7) == [
         (0, at("2020-09-01 12:00"), {**animal(7, "hound", "Fido", 0), "breed": "Basset"}, {}, {}),
         (1, at("2020-09-01 12:00"), {**animal(7, "dog", "Fido", 1), "breed": "Beagle"}, bob, {}),
+    ]
+    assert snapshots(db, "animal", id=8) == []
+    assert snapshots(db, "dog", id=8) == [
+        (0, at("2020-10-01 12:00"), {**animal(8, "dog", "Laika", 0), "breed": None}, {}, {}),
+        (1, at("2020-10-01 12:00"), {**animal(8, "dog", "Laika", 1), "breed": "Husky"}, ada, {}),
     ]
     # Every 0.1 row went into exactly one converter's snapshots.
     assert [row.version for row in rows_of(db, "animal", id=2)] == [0, 1]
@@ -848,7 +861,10 @@ def test_any_history_converts_to_the_states_in_order(db, models, todos, limit, i
 #: Discriminators of objects in the animal table alone: mapped ones, one no class
 #: claims any more, and NULL. Dogs were "hound" before that identity was renamed.
 ANIMAL_KINDS = st.sampled_from(["animal", "cat", "hamster", None])
-DOG_KINDS = st.sampled_from(["dog", "hound"])
+#: The kind of a dog's state, and whether it has its dog_history row: dogs were "hound"
+#: before that identity was renamed, and states recorded before Dog had a table of its
+#: own have no dog_history row.
+DOG_STATES = st.sampled_from([("dog", True), ("hound", True), ("dog", False)])
 
 
 @st.composite
@@ -857,9 +873,19 @@ def legacy_animals(draw):
     animals = []
     for animal_id in range(1, draw(st.integers(min_value=1, max_value=5)) + 1):
         dog = draw(st.booleans())
-        kinds = draw(st.lists(DOG_KINDS if dog else ANIMAL_KINDS, min_size=1, max_size=4))
+        if dog:
+            states = draw(st.lists(DOG_STATES, min_size=1, max_size=4))
+        else:
+            kinds = draw(st.lists(ANIMAL_KINDS, min_size=1, max_size=4))
+            states = [(kind, False) for kind in kinds]
         animals.append(
-            {"id": animal_id, "dog": dog, "kinds": kinds, "deleted": draw(st.booleans())}
+            {
+                "id": animal_id,
+                "dog": dog,
+                "kinds": [kind for kind, _ in states],
+                "dog_rows": [dog_row for _, dog_row in states],
+                "deleted": draw(st.booleans()),
+            }
         )
     return animals
 
@@ -869,7 +895,10 @@ def animal_state(animal, index):
     kind = animal["kinds"][index]
     name = f"{animal['id']}.{index}"
     row = {"id": animal["id"], "kind": kind, "name": name, "indoor": kind == "cat" or None}
-    return row, {"id": animal["id"], "breed": f"breed {index}"} if animal["dog"] else None
+    dog_row = {"id": animal["id"], "breed": f"breed {index}"}
+    # A live dog always has its dog row.
+    live = index == len(animal["kinds"]) - 1 and not animal["deleted"]
+    return row, dog_row if animal["dog"] and (live or animal["dog_rows"][index]) else None
 
 
 def expected_animal_snapshots(animal):
@@ -884,8 +913,8 @@ def expected_animal_snapshots(animal):
         data = {"id": row["id"], "kind": row["kind"], "name": row["name"], "version": version}
         if row["kind"] == "cat":
             data["indoor"] = True
-        if dog_row:
-            data["breed"] = dog_row["breed"]
+        if animal["dog"]:
+            data["breed"] = dog_row["breed"] if dog_row else None
         expected.append((version, data, {"user_id": f"user {version}"} if version else {}))
     return expected
 
@@ -946,3 +975,154 @@ def test_any_polymorphic_history_converts_every_row_once(db, models, caplog, ani
         ]
         assert converted == expected_animal_snapshots(animal)
         assert rows_of(db, other, id=animal["id"]) == []
+
+
+# -- the examples of docs/migration.rst ------------------------------------------------
+
+SNIPPETS = Path(__file__).parent.parent / "docs" / "snippets"
+
+
+def test_the_documented_example_converts_as_the_docs_show(db, models, caplog):
+    legacy = load_legacy(db, models, data=SNIPPETS / "history_0_1.sql")
+    with caplog.at_level(logging.WARNING, logger="chrononaut"):
+        assert HistoryModelDataConverter(legacy.Todo).convert_all(db.session) == 2
+        animals = HistoryModelDataConverter(legacy.Animal)
+        assert animals.convert_all(db.session) == 0
+        assert animals.subclasses_left == [legacy.Dog]
+        assert HistoryModelDataConverter(legacy.Dog).convert_all(db.session) == 1
+    assert caplog.messages == []
+
+    def converted(table_name, *columns, **key):
+        return [
+            (
+                row.version,
+                row.changed,
+                *(row.data[name] for name in columns),
+                row.user_info,
+                row.extra_info,
+            )
+            for row in rows_of(db, table_name, **key)
+        ]
+
+    ada, bob = {"user_id": "ada"}, {"user_id": "bob"}
+    assert converted("todo", "title", "done", id=7) == [
+        (0, at("2021-03-02 10:00"), "Write doc", False, {}, {}),
+        (1, at("2021-03-02 10:00"), "Write the docs", False, ada, {"rationale": "typo"}),
+        (2, at("2021-03-03 09:00"), "Write the docs", True, bob, {}),
+    ]
+    assert converted("todo", "title", id=8) == [
+        (0, at("2021-02-01 08:00"), "Buy milk", {}, {}),
+        (1, at("2021-02-01 08:00"), "Buy oat milk", ada, {}),
+        (2, at("2021-02-05 18:00"), "Buy oat milk", bob, {"rationale": "bought"}),
+    ]
+    assert converted("dog", "name", "breed", id=1) == [
+        (0, at("2020-06-01 12:00"), "Rex", "Mutt", {}, {}),
+        (1, at("2020-06-01 12:00"), "Rex", "Collie", ada, {}),
+    ]
+    assert rows_of(db, "animal") == []
+
+
+SNIPPET_APP = """
+from flask import Flask
+
+from chrononaut import Versioned, VersionedSQLAlchemy
+
+db = VersionedSQLAlchemy()
+
+
+class Customer(db.Model, Versioned):
+    __tablename__ = "customer"
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.Text)
+
+
+class Voucher(db.Model, Versioned):
+    __tablename__ = "voucher"
+    uuid = db.Column(db.Text, primary_key=True)
+    amount = db.Column(db.Integer)
+
+
+class Translation(db.Model, Versioned):
+    __tablename__ = "translation"
+    locale = db.Column(db.Text, primary_key=True)
+    slug = db.Column(db.Text, primary_key=True)
+    text = db.Column(db.Text)
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = {url!r}
+    db.init_app(app)
+    return app
+"""
+
+SNIPPET_APP_HISTORY = """
+CREATE TABLE customer_history (id integer, name text, version integer,
+                               changed timestamptz, change_info jsonb);
+CREATE TABLE voucher_history (uuid text, amount integer, version integer,
+                              changed timestamptz, change_info jsonb);
+CREATE TABLE translation_history (locale text, slug text, text text, version integer,
+                                  changed timestamptz, change_info jsonb);
+INSERT INTO customer VALUES (1, 'Ada Ltd', 1), (2, 'Bob plc', 0);
+INSERT INTO customer_history VALUES (1, 'Ada', 0, '2020-01-01 00:00+00', null);
+INSERT INTO voucher VALUES ('v-1', 20, 1);
+INSERT INTO voucher_history VALUES ('v-1', 10, 0, '2020-01-02 00:00+00', null);
+INSERT INTO translation VALUES ('de', 'hi', 'Hallo', 0);
+"""
+
+
+@pytest.fixture
+def snippet_app(tmp_path, database_url, monkeypatch):
+    """The ``myapp`` that docs/snippets/convert_history.py imports, with 0.1 tables."""
+    url = database_url.render_as_string(hide_password=False)
+    (tmp_path / "myapp.py").write_text(SNIPPET_APP.format(url=url))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "myapp", raising=False)
+    myapp = importlib.import_module("myapp")
+    app = myapp.create_app()
+    with app.app_context():
+        myapp.db.create_all()
+        with myapp.db.engine.begin() as connection:
+            connection.exec_driver_sql(SNIPPET_APP_HISTORY)
+        path = SNIPPETS / "convert_history.py"
+        spec = importlib.util.spec_from_file_location("convert_history", path)
+        snippet = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(snippet)
+        yield myapp, snippet
+        myapp.db.session.remove()
+        myapp.db.engine.dispose()
+    sys.modules.pop("myapp", None)
+
+
+def snippet_rows(myapp):
+    activity = myapp.db.activity_cls.__table__
+    query = select(activity.c.table_name, activity.c.key, activity.c.version)
+    return [tuple(row) for row in myapp.db.session.execute(query.order_by(activity.c.id))]
+
+
+def test_the_documented_conversion_runs(snippet_app):
+    myapp, snippet = snippet_app
+    snippet.convert_everything()
+    assert snippet_rows(myapp) == [
+        ("customer", {"id": 1}, 0),
+        ("customer", {"id": 1}, 1),
+        ("customer", {"id": 2}, 0),
+        ("voucher", {"uuid": "v-1"}, 0),
+        ("voucher", {"uuid": "v-1"}, 1),
+        ("translation", {"locale": "de", "slug": "hi"}, 0),
+    ]
+
+
+def test_the_documented_conversion_of_a_live_system_runs(snippet_app):
+    myapp, snippet = snippet_app
+    started = snippet.convert_while_the_old_application_runs()
+    myapp.db.session.rollback()
+    # The 0.1 application renames customer 2 meanwhile.
+    with myapp.db.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO customer_history VALUES (2, 'Bob plc', 0, now(), null);"
+            "UPDATE customer SET name = 'Bob Ltd', version = 1 WHERE id = 2;"
+        )
+    assert snippet.convert_what_it_wrote_since(started) == 1
+    customer = myapp.db.session.get(myapp.Customer, 2)
+    assert [snapshot.name for snapshot in customer.versions()] == ["Bob plc", "Bob Ltd"]

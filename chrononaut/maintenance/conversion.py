@@ -76,13 +76,15 @@ class HistoryModelDataConverter:
         self._mapping = SnapshotMapping(self._reader, self._key_names)
         self._table_name = self._mapping.table_name
         self._after: Key | None = None
-        #: Running totals of this converter, over all its calls: the objects looked
-        #: at, those that got at least one snapshot, the snapshots written, and the
-        #: 0.1 history rows read (a row of the joined history tables of a mapper chain
-        #: counts once).
+        # Running totals over all the calls of this converter.
+        #: The objects looked at.
         self.objects_seen = 0
+        #: The objects that got at least one snapshot.
         self.objects_converted = 0
+        #: The snapshots written.
         self.snapshots_written = 0
+        #: The 0.1 history rows read; a row of the joined history tables of a mapper
+        #: chain counts once.
         self.legacy_rows_read = 0
 
     @property

@@ -62,16 +62,19 @@ Key = tuple[Any, ...]
 class LegacyHistoryReader:
     """Reads the 0.1 history rows and the live rows of one mapped class's objects.
 
-    Objects are visited in primary-key order. Which rows are read depends on the class:
+    Objects are visited in primary-key order. Every 0.1 row belongs to exactly one
+    class with a table of its own (the root, a joined or a concrete subclass):
 
-    - A class that brings its own table (a root, a joined or a concrete subclass) reads
-      every row of that table's history, whatever its discriminator says (a class
-      renamed or removed since, or ``NULL``), except the rows of subclasses with a
-      table of their own: rows whose discriminator names such a subclass, or that
-      have a partner row in its 0.1 history table (or, for live rows, in its table).
-      Those are the subclass's converter's.
-    - A single-table subclass reads only the rows of its own kind and its
-      single-table subclasses' (:attr:`mappers_by_identity`).
+    - a joined subclass's rows are those with a part in its own table's history, or
+      whose discriminator names it or one of its single-table subclasses; the root's
+      are all the others, whatever their discriminator says (a class renamed or
+      removed since, or ``NULL``);
+    - from these, the rows of subclasses further down with tables of their own are
+      left to them, by the same rule. Live rows are divided the same way, by the
+      subclasses' tables instead of their histories.
+
+    A single-table subclass reads only the rows of its own kind and its single-table
+    subclasses' (:attr:`mappers_by_identity`), a part of its parent's.
 
     :param mapper: the mapper of the versioned class.
     :param key_columns: its primary-key columns, in the order to walk them.
@@ -114,6 +117,21 @@ class LegacyHistoryReader:
                 "it cannot be read from 0.1 history."
             )
         return len(self.key_columns) + self._positions[column]
+
+    def attribute_index(self, mapper: Mapper[Any], name: str) -> int:
+        """The position of the value of ``mapper``'s attribute ``name`` in those rows.
+
+        An attribute mapped to columns of several tables (the key of joined-table
+        inheritance) is read from the one nearest the root, which every 0.1 row has.
+
+        :param mapper: the class's mapper or one of its single-table subclasses'.
+        :raises ChrononautException: no column of the attribute is in the class's tables.
+        """
+        columns = mapper.get_property(name).columns
+        readable = [column for column in columns if column in self._positions]
+        if not readable:
+            return self.value_index(columns[0])  # raises, naming the column
+        return min(self.value_index(column) for column in readable)
 
     # -- queries -----------------------------------------------------------------------
 
@@ -246,10 +264,14 @@ class LegacyHistoryReader:
         return tables
 
     def _legacy_from(self, legacy: list[Table]) -> FromClause:
-        """The root table's history joined, row by row, with the subclass tables'."""
+        """The root table's history joined, row by row, with the subclass tables'.
+
+        Outer joins: a row recorded before a subclass had its table has no part in that
+        table's history, and its columns read as ``NULL``.
+        """
         joined: FromClause = legacy[0]
         for table, history in zip(self._tables[1:], legacy[1:], strict=True):
-            joined = joined.join(history, same_row(table, history, self._tables[0], legacy[0]))
+            joined = joined.outerjoin(history, same_row(table, history, self._tables[0], legacy[0]))
         return joined
 
     def _legacy_column(self, legacy: list[Table], column: Column[Any]) -> ColumnElement[Any]:
@@ -269,9 +291,15 @@ class LegacyHistoryReader:
                 if legacy is None
                 else self._legacy_column(legacy, self.identity_column)
             )
+        family = list(self.mappers_by_identity)
         if not introduces_table(self.mapper):
-            return true() if identity is None else identity.in_(list(self.mappers_by_identity))
+            return true() if identity is None else identity.in_(family)
         conditions: list[ColumnElement[bool]] = []
+        if legacy is not None and len(legacy) > 1:
+            # A joined subclass: the rows that have a part in its own table's history,
+            # or whose discriminator names its family.
+            own_part = legacy[-1].c[table_of(self.mapper).primary_key.columns[0].name].is_not(None)
+            conditions.append(own_part if identity is None else or_(own_part, identity.in_(family)))
         claimed = [
             sub.polymorphic_identity
             for sub in self.subclasses_elsewhere

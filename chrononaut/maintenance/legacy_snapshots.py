@@ -104,7 +104,7 @@ class SnapshotMapping:
     def _tracked_positions_of(self, mapper: Mapper[Any]) -> list[tuple[str, int]]:
         """Each tracked attribute of ``mapper`` with the position of its value in a row."""
         return [
-            (name, self._reader.value_index(mapper.get_property(name).columns[0]))
+            (name, self._reader.attribute_index(mapper, name))
             for name in VersionedColumns.of(mapper).tracked
         ]
 
