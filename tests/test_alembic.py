@@ -199,7 +199,7 @@ def test_the_documented_env_runs_in_the_context_flask_db_pushes(alembic_env, eng
     assert activity_indexes(engine) == NEW_ONLY
 
 
-def test_upgrading_from_0_1_keeps_the_history_tables(alembic_env, engine):
+def test_upgrading_from_0_1_keeps_the_history_tables_until_step_3(alembic_env, engine):
     with engine.begin() as connection:
         connection.exec_driver_sql(SCHEMA_OF_0_1)
     # What the migration page warns about: left alone, autogenerate drops them.
@@ -214,6 +214,19 @@ def test_upgrading_from_0_1_keeps_the_history_tables(alembic_env, engine):
     command.upgrade(alembic_env, "head")
     with engine.connect() as connection:
         assert {TABLE, "invoice_history"} <= set(inspect(connection).get_table_names())
+
+    # Step 3, once the history is converted: emptied, the set lets the drop through.
+    documented = (SNIPPETS / "alembic_env.py").read_text()
+    emptied = documented.replace(
+        'LEGACY_HISTORY_TABLES = {"customer_history", "invoice_history"}',
+        "LEGACY_HISTORY_TABLES = set()",
+    )
+    assert emptied != documented
+    env_path(alembic_env).write_text(emptied)
+    assert operations(new_script(alembic_env))[0] == "op.drop_table('invoice_history')"
+    command.upgrade(alembic_env, "head")
+    with engine.connect() as connection:
+        assert "invoice_history" not in inspect(connection).get_table_names()
 
 
 def test_a_0_5_database_keeps_its_index_until_the_swap_migration(alembic_env, engine):
