@@ -182,7 +182,7 @@ class LegacyHistoryReader:
             .select_from(self._legacy_from(legacy))
             .where(
                 tuple_(*legacy_keys).between(tuple_(*first), tuple_(*last)),
-                self._identity_filter(legacy),
+                self._ownership(legacy),
             )
         )
         # NULLs cast to the 0.1 column types: a timestamp without time zone must not be
@@ -199,7 +199,7 @@ class LegacyHistoryReader:
             .select_from(self.mapper.persist_selectable)
             .where(
                 tuple_(*self.key_columns).between(tuple_(*first), tuple_(*last)),
-                self._identity_filter(None),
+                self._ownership(None),
             )
         )
         rows = union_all(legacy_select, live_select).subquery()
@@ -281,9 +281,9 @@ class LegacyHistoryReader:
             return type_coerce(history.c[column.name], column.type)
         return cast(null(), column.type)
 
-    def _identity_filter(self, legacy: list[Table] | None) -> ColumnElement[bool]:
-        """Restrict the 0.1 rows (or the live rows, for ``None``) to this class's
-        (see the class docstring)."""
+    def _ownership(self, legacy: list[Table] | None) -> ColumnElement[bool]:
+        """The condition that a 0.1 row (or a live row, for ``None``) is this class's,
+        by the rule of the class docstring."""
         identity = None
         if self.identity_column is not None:
             identity = (
@@ -332,8 +332,8 @@ class LegacyHistoryReader:
         legacy = self._reflect(session)
         changed = legacy[0].c[LEGACY_CHANGED]
         legacy_keys = [self._legacy_column(legacy, column) for column in self.key_columns]
-        legacy_where = [self._identity_filter(legacy)]
-        live_where = [self._identity_filter(None)]
+        legacy_where = [self._ownership(legacy)]
+        live_where = [self._ownership(None)]
         if since is not None:
             legacy_where.append(changed >= _as_stored(changed, since))
             if self.created_at is not None:
