@@ -214,27 +214,40 @@ def convert_command(model_name: str, chunk: int) -> None:
     """Move the Chrononaut 0.1 history of MODEL into chrononaut_activity.
 
     Each chunk of objects is committed on its own; objects that already have their
-    versions are skipped, so the command can be run again after an interruption.
+    versions are skipped, so the command can be run again after an interruption. At
+    the end it prints the objects looked at, converted and already complete, the
+    snapshots written and the 0.1 history rows read.
     """
     model = _model_argument(model_name)
     key_names = [column.name for column in sql_inspect(model).primary_key]
     converter = HistoryModelDataConverter(model, id_column=key_names)
     session = extension().session()
-    converted = 0
     try:
         total = converter.count(session)
         with click.progressbar(length=total, label=f"Converting {model.__name__}") as progress:
             while True:
                 seen = converter.objects_seen
-                chunk_converted = converter.convert(session, limit=chunk)
+                converted = converter.convert(session, limit=chunk)
                 progress.update(converter.objects_seen - seen)
-                if not chunk_converted:
+                if not converted:
                     break
-                converted += chunk_converted
     except ChrononautException as error:
         raise click.ClickException(str(error)) from None
+
+    def counted(number: int, noun: str) -> str:
+        return f"{number} {noun}{'' if number == 1 else 's'}"
+
+    # The rows read let a user check the sum over the models against the 0.1 tables.
     click.echo(
-        f"{model.__name__}: {converted} of {total} objects converted, "
-        f"{converter.snapshots_written} snapshots written "
-        f"(from {', '.join(converter.legacy_table_names)})."
+        f"{model.__name__}: {counted(converter.objects_seen, 'object')} looked at, "
+        f"{converter.objects_converted} converted, "
+        f"{converter.objects_already_complete} already complete; "
+        f"{counted(converter.snapshots_written, 'snapshot')} written from "
+        f"{counted(converter.legacy_rows_read, 'row')} of "
+        f"{' joined with '.join(converter.legacy_table_names)}."
     )
+    for subclass in converter.subclasses_left:
+        name = subclass.__name__
+        click.echo(
+            f"{name} has a table of its own: convert it with `flask chrononaut convert {name}`."
+        )

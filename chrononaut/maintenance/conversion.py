@@ -3,14 +3,16 @@
 Chrononaut 0.1 kept one ``<table>_history`` table per versioned table; each row held
 the state an object had *before* a change, with the time and change info of that
 change. :class:`HistoryModelDataConverter` rewrites that history as snapshots of the
-state *after* each change, the format every later release reads. ``docs/migration.rst``
-gives the exact mapping and the recipe.
+state *after* each change, the format every later release reads, chunk by chunk:
+:mod:`~chrononaut.maintenance.legacy_history` reads the rows,
+:mod:`~chrononaut.maintenance.legacy_snapshots` maps them, and this module writes the
+snapshots an object does not have yet. ``docs/migration.rst`` gives the exact mapping
+and the recipe.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -21,7 +23,6 @@ from sqlalchemy import (
     Column,
     Insert,
     Integer,
-    Row,
     TypeDecorator,
     bindparam,
     column,
@@ -35,21 +36,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapper, Session
 
 from chrononaut.capture.versioned import Versioned
-from chrononaut.exceptions import ChrononautException, InvalidArgumentError
-from chrononaut.history.activity import HIDDEN_COLUMNS_CHANGED_KEY, VERSION_KEY, activity_class_for
-from chrononaut.history.columns import VersionedColumns
-from chrononaut.history.serialization import UTC, as_utc, serialize_value
-from chrononaut.maintenance.legacy_history import (
-    FROM_LEGACY,
-    FROM_LIVE,
-    Key,
-    LegacyHistoryReader,
-)
-
-logger = logging.getLogger(__name__)
-
-#: The key of a 0.1 ``change_info`` that holds the extra change info.
-_EXTRA = "extra"
+from chrononaut.exceptions import InvalidArgumentError
+from chrononaut.history.activity import activity_class_for
+from chrononaut.history.serialization import UTC
+from chrononaut.maintenance.legacy_history import FROM_LEGACY, Key, LegacyHistoryReader
+from chrononaut.maintenance.legacy_snapshots import SnapshotMapping
+from chrononaut.maintenance.legacy_tables import introduces_table
 
 _ACTIVITY_COLUMNS = ("table_name", "changed", "version", "key", "data", "user_info", "extra_info")
 
@@ -81,31 +73,52 @@ class HistoryModelDataConverter:
         key_columns = _key_columns(mapper, id_column)
         self._key_names = [mapper.get_property_by_column(key).key for key in key_columns]
         self._reader = LegacyHistoryReader(mapper, key_columns)
-        # Every class of the family shares the table, so the snapshots' table name.
-        self._table_name = VersionedColumns.of(mapper).table_name
-        self._tracked_positions = {
-            identity: self._tracked_positions_of(family_mapper)
-            for identity, family_mapper in self._reader.mappers_by_identity.items()
-        }
+        self._mapping = SnapshotMapping(self._reader, self._key_names)
+        self._table_name = self._mapping.table_name
         self._after: Key | None = None
-        #: The number of objects looked at, and of snapshots written, so far.
+        # Running totals over all the calls of this converter.
+        #: The objects looked at.
         self.objects_seen = 0
+        #: The objects that got at least one snapshot.
+        self.objects_converted = 0
+        #: The snapshots written.
         self.snapshots_written = 0
+        #: The 0.1 history rows read; a row of the joined history tables of a mapper
+        #: chain counts once.
+        self.legacy_rows_read = 0
+
+    @property
+    def objects_already_complete(self) -> int:
+        """The objects looked at that had every snapshot already."""
+        return self.objects_seen - self.objects_converted
 
     @property
     def legacy_table_names(self) -> list[str]:
         """The names of the 0.1 history tables read, the root table's first."""
         return self._reader.table_names
 
-    def convert(self, session: Session, limit: int = 10000) -> int:
-        """Convert the next chunk of at most ``limit`` objects and commit.
+    @property
+    def subclasses_left(self) -> list[type[Any]]:
+        """The subclasses with a table of their own. This converter leaves their
+        objects to their own converters: convert each of them too."""
+        return [sub.class_ for sub in self._reader.subclasses_elsewhere if introduces_table(sub)]
 
-        Call it until it returns 0. Objects that already have all their versions are
-        passed over, so a new converter (after a crash, say) resumes where work is left.
+    def convert(self, session: Session, limit: int = 10000) -> int:
+        """Convert the next chunk of objects that needs it, and commit.
+
+        Objects are taken in primary-key order, ``limit`` at a time. A chunk whose
+        objects all have every snapshot already is read and passed over, so a new
+        converter (after a crash, say) resumes where work is left; the first chunk
+        with work gets its missing snapshots in one transaction. Call it until it
+        returns 0; the call after that starts over from the first object (and
+        returns 0 again when nothing changed).
 
         :param session: the session to read and write with; it is committed.
         :param limit: the number of objects per chunk.
-        :return: the number of objects that got snapshots, 0 when nothing is left.
+        :return: the number of objects of that chunk that got at least one snapshot
+            (from 1 to ``limit``), or 0 when no object after the previous chunk needed
+            one. The attributes :attr:`objects_seen`, :attr:`objects_converted`,
+            :attr:`snapshots_written` and :attr:`legacy_rows_read` keep the totals.
         :raises ChrononautException: the 0.1 history tables are missing or lack columns,
             or hold a change info that is not a JSON object.
         """
@@ -123,7 +136,9 @@ class HistoryModelDataConverter:
     def convert_all(self, session: Session, limit: int = 10000) -> int:
         """Convert every object, committing after each chunk of ``limit`` objects.
 
-        :return: the number of objects that got snapshots.
+        Safe to run again: objects that have every snapshot are passed over.
+
+        :return: the number of objects that got at least one snapshot.
         """
         total = 0
         while converted := self.convert(session, limit):
@@ -171,10 +186,11 @@ class HistoryModelDataConverter:
         lock_name = "chrononaut-convert:" + self._table_name
         session.execute(select(func.pg_advisory_xact_lock(func.hashtext(literal(lock_name)))))
         rows = self._reader.object_rows(session, keys[0], keys[-1])
+        legacy_rows = sum(row.source == FROM_LEGACY for row in rows)
         width = len(self._key_names)
         now = datetime.now(UTC)
         objects = [
-            list(self._snapshots(list(object_rows), now))
+            list(self._mapping.snapshots(list(object_rows), now))
             for _, object_rows in groupby(rows, key=lambda row: tuple(row[:width]))
         ]
         existing = self._existing_versions(session, objects)
@@ -193,7 +209,9 @@ class HistoryModelDataConverter:
         session.commit()
         self._after = keys[-1]
         self.objects_seen += len(keys)
+        self.objects_converted += converted
         self.snapshots_written += len(inserts)
+        self.legacy_rows_read += legacy_rows
         return converted
 
     def _insert_snapshots(self) -> Insert:
@@ -227,78 +245,6 @@ class HistoryModelDataConverter:
             activity.c.table_name == self._table_name, activity.c.key.in_(keys)
         )
         return {(_key_text(key), version) for key, version in session.execute(query)}
-
-    # -- the mapping -------------------------------------------------------------------
-
-    def _tracked_positions_of(self, mapper: Mapper[Any]) -> list[tuple[str, int]]:
-        """Each tracked attribute of ``mapper`` with the position of its value in a row."""
-        return [
-            (name, self._reader.value_index(mapper.get_property(name).columns[0]))
-            for name in VersionedColumns.of(mapper).tracked
-        ]
-
-    def _snapshots(self, rows: list[Row[Any]], now: datetime) -> Iterator[dict[str, Any]]:
-        """The snapshots of one object, oldest first (see ``docs/migration.rst``)."""
-        history = [row for row in rows if row.source == FROM_LEGACY]
-        live = next((row for row in rows if row.source == FROM_LIVE), None)
-        # A state began when the one before it was replaced; 0.1 did not record when
-        # the first one began.
-        starts = [self._created(history, live, now)] + [as_utc(row.changed) for row in history]
-        change_infos: list[Any] = [None] + [row.change_info for row in history]
-        states: list[tuple[Row[Any], int | None]] = [(row, row.version) for row in history]
-        if live is not None:
-            states.append((live, live.version))
-        elif history:
-            states.append((history[-1], None))  # deleted: the last state once more
-        width = len(self._key_names)
-        key = {
-            name: serialize_value(value)
-            for name, value in zip(self._key_names, rows[0][:width], strict=True)
-        }
-        if live is not None and history and _skips_versions(history[-1].version, live.version):
-            logger.warning(
-                "%s %s: its 0.1 history ends at version %s, but the live row has version "
-                "%s; the states in between were never recorded and stay missing.",
-                self.model.__name__,
-                key,
-                history[-1].version,
-                live.version,
-            )
-        version = -1
-        for (row, stored), changed, change_info in zip(states, starts, change_infos, strict=True):
-            version = version + 1 if stored is None else max(stored, version + 1)
-            data = {name: serialize_value(row[index]) for name, index in self._tracked_of(row)}
-            data[VERSION_KEY] = version
-            user_info, extra_info = _split_change_info(change_info)
-            yield {
-                "table_name": self._table_name,
-                "changed": changed,
-                "version": version,
-                "key": key,
-                "data": data,
-                "user_info": user_info,
-                "extra_info": extra_info,
-            }
-
-    def _tracked_of(self, row: Row[Any]) -> list[tuple[str, int]]:
-        """The tracked positions of the class ``row`` belongs to."""
-        identity_column = self._reader.identity_column
-        if identity_column is None:
-            return self._tracked_positions[None]
-        return self._tracked_positions[row[self._reader.value_index(identity_column)]]
-
-    def _created(self, history: list[Row[Any]], live: Row[Any] | None, now: datetime) -> datetime:
-        """When the first state began: ``created_at``, else the first change, else now."""
-        first_change = as_utc(history[0].changed) if history else None
-        created = None
-        created_at = self._reader.created_at
-        first_row = history[0] if history else live
-        if created_at is not None and first_row is not None:
-            value = first_row[self._reader.value_index(created_at)]
-            created = as_utc(value) if isinstance(value, datetime) else None
-        if created is None:
-            return first_change or now
-        return min(created, first_change) if first_change else created
 
 
 class _SnapshotArray(TypeDecorator[list[dict[str, Any]]]):
@@ -354,30 +300,6 @@ def _moment(value: datetime | str | None) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         raise InvalidArgumentError(f"`update_from` {value!r} is not an ISO 8601 time.") from None
-
-
-def _skips_versions(last_recorded: int | None, live: int | None) -> bool:
-    """Tell whether a live version is more than one past the last recorded one."""
-    return last_recorded is not None and live is not None and live > last_recorded + 1
-
-
-def _split_change_info(change_info: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split a 0.1 ``change_info`` into the ``user_info`` and ``extra_info`` of 0.2+."""
-    if not change_info:
-        return {}, {}
-    if not isinstance(change_info, dict):
-        raise ChrononautException(
-            f"A 0.1 change_info must be a JSON object or NULL, not {change_info!r}."
-        )
-    user_info = {
-        name: value
-        for name, value in change_info.items()
-        if name not in (_EXTRA, HIDDEN_COLUMNS_CHANGED_KEY)
-    }
-    extra_info = dict(change_info.get(_EXTRA) or {})
-    if change_info.get(HIDDEN_COLUMNS_CHANGED_KEY):
-        extra_info[HIDDEN_COLUMNS_CHANGED_KEY] = list(change_info[HIDDEN_COLUMNS_CHANGED_KEY])
-    return user_info, extra_info
 
 
 def _key_text(key: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     literal,
     null,
+    or_,
     select,
     true,
     tuple_,
@@ -31,16 +32,25 @@ from sqlalchemy import (
     union,
     union_all,
 )
-from sqlalchemy.exc import NoSuchTableError
 from sqlalchemy.orm import Mapper, Session
 
 from chrononaut.exceptions import ChrononautException
 from chrononaut.history.activity import VERSION_KEY
 from chrononaut.history.serialization import UTC, as_utc
+from chrononaut.maintenance.legacy_tables import (
+    LEGACY_CHANGE_INFO,
+    LEGACY_CHANGED,
+    LEGACY_VERSION,
+    check_columns,
+    introduces_table,
+    legacy_name,
+    reflect_legacy,
+    same_row,
+    subclasses_elsewhere,
+    table_mappers,
+    table_of,
+)
 
-LEGACY_VERSION = "version"
-LEGACY_CHANGED = "changed"
-LEGACY_CHANGE_INFO = "change_info"
 CREATED_AT = "created_at"
 
 #: Values of the ``source`` column of :meth:`LegacyHistoryReader.object_rows`.
@@ -52,9 +62,19 @@ Key = tuple[Any, ...]
 class LegacyHistoryReader:
     """Reads the 0.1 history rows and the live rows of one mapped class's objects.
 
-    Objects are visited in primary-key order. With polymorphic loading, only objects
-    stored under the class's own table are read: the class itself and its single-table
-    subclasses (:attr:`mappers_by_identity`).
+    Objects are visited in primary-key order. Every 0.1 row belongs to exactly one
+    class with a table of its own (the root, a joined or a concrete subclass):
+
+    - a joined subclass's rows are those with a part in its own table's history, or
+      whose discriminator names it or one of its single-table subclasses; the root's
+      are all the others, whatever their discriminator says (a class renamed or
+      removed since, or ``NULL``);
+    - from these, the rows of subclasses further down with tables of their own are
+      left to them, by the same rule. Live rows are divided the same way, by the
+      subclasses' tables instead of their histories.
+
+    A single-table subclass reads only the rows of its own kind and its single-table
+    subclasses' (:attr:`mappers_by_identity`), a part of its parent's.
 
     :param mapper: the mapper of the versioned class.
     :param key_columns: its primary-key columns, in the order to walk them.
@@ -63,18 +83,28 @@ class LegacyHistoryReader:
     def __init__(self, mapper: Mapper[Any], key_columns: Sequence[Column[Any]]) -> None:
         self.mapper = mapper
         self.key_columns = list(key_columns)
-        self._table_mappers = _table_mappers(mapper)
-        self._tables = [_table_of(table_mapper) for table_mapper in self._table_mappers]
+        self._table_mappers = table_mappers(mapper)
+        self._tables = [table_of(table_mapper) for table_mapper in self._table_mappers]
         self._values = [column for table in self._tables for column in table.columns]
         self._positions = {column: index for index, column in enumerate(self._values)}
         self.identity_column, self.mappers_by_identity = self._polymorphic_family()
+        #: The subclasses, at any depth, whose objects are stored in a table below
+        #: this class's; this reader leaves their rows to their own converters.
+        self.subclasses_elsewhere = subclasses_elsewhere(mapper)
+        # The subclasses whose tables join this class's own table.
+        self._partners = [
+            sub
+            for sub in self.subclasses_elsewhere
+            if sub.inherits is not None and sub.inherits.local_table is mapper.local_table
+        ]
         self.created_at = self._created_at_column()
         self._legacy: list[Table] | None = None
+        self._partner_legacy: list[tuple[Mapper[Any], Table]] = []
 
     @property
     def table_names(self) -> list[str]:
         """The 0.1 history tables read, the root table's first."""
-        return [_legacy_name(table_mapper) for table_mapper in self._table_mappers]
+        return [legacy_name(table_mapper) for table_mapper in self._table_mappers]
 
     def value_index(self, column: Column[Any]) -> int:
         """The position of ``column``'s value in the rows of :meth:`object_rows`.
@@ -87,6 +117,21 @@ class LegacyHistoryReader:
                 "it cannot be read from 0.1 history."
             )
         return len(self.key_columns) + self._positions[column]
+
+    def attribute_index(self, mapper: Mapper[Any], name: str) -> int:
+        """The position of the value of ``mapper``'s attribute ``name`` in those rows.
+
+        An attribute mapped to columns of several tables (the key of joined-table
+        inheritance) is read from the one nearest the root, which every 0.1 row has.
+
+        :param mapper: the class's mapper or one of its single-table subclasses'.
+        :raises ChrononautException: no column of the attribute is in the class's tables.
+        """
+        columns = mapper.get_property(name).columns
+        readable = [column for column in columns if column in self._positions]
+        if not readable:
+            return self.value_index(columns[0])  # raises, naming the column
+        return min(self.value_index(column) for column in readable)
 
     # -- queries -----------------------------------------------------------------------
 
@@ -137,7 +182,7 @@ class LegacyHistoryReader:
             .select_from(self._legacy_from(legacy))
             .where(
                 tuple_(*legacy_keys).between(tuple_(*first), tuple_(*last)),
-                self._identity_filter(legacy),
+                self._ownership(legacy),
             )
         )
         # NULLs cast to the 0.1 column types: a timestamp without time zone must not be
@@ -154,7 +199,7 @@ class LegacyHistoryReader:
             .select_from(self.mapper.persist_selectable)
             .where(
                 tuple_(*self.key_columns).between(tuple_(*first), tuple_(*last)),
-                self._identity_filter(None),
+                self._ownership(None),
             )
         )
         rows = union_all(legacy_select, live_select).subquery()
@@ -199,45 +244,34 @@ class LegacyHistoryReader:
         connection = session.connection(bind_arguments={"mapper": self.mapper})
         metadata = MetaData()
         tables = []
-        for index, (table_mapper, table) in enumerate(
-            zip(self._table_mappers, self._tables, strict=True)
-        ):
-            name = _legacy_name(table_mapper)
-            try:
-                legacy = Table(name, metadata, schema=table.schema, autoload_with=connection)
-            except NoSuchTableError:
+        for index, table_mapper in enumerate(self._table_mappers):
+            legacy = reflect_legacy(connection, metadata, table_mapper)
+            if legacy is None:
                 raise ChrononautException(
-                    f"The 0.1 history table {name!r} of {table_mapper.class_.__name__} "
-                    "does not exist."
-                ) from None
-            required = [column.name for column in table.primary_key] + [LEGACY_VERSION]
-            if index == 0:
-                required.append(LEGACY_CHANGED)
-            missing = [column for column in required if column not in legacy.c]
-            if missing:
-                raise ChrononautException(
-                    f"The 0.1 history table {name!r} lacks the column(s) {', '.join(missing)}."
+                    f"The 0.1 history table {legacy_name(table_mapper)!r} of "
+                    f"{table_mapper.class_.__name__} does not exist."
                 )
+            check_columns(legacy, table_mapper, with_changed=index == 0)
             tables.append(legacy)
+        # A subclass added after 0.1 has no history table, and so no rows to leave to it.
+        self._partner_legacy = []
+        for sub in self._partners:
+            legacy = reflect_legacy(connection, metadata, sub)
+            if legacy is not None:
+                check_columns(legacy, sub, with_changed=False)
+                self._partner_legacy.append((sub, legacy))
         self._legacy = tables
         return tables
 
     def _legacy_from(self, legacy: list[Table]) -> FromClause:
-        """The root table's history joined, row by row, with the subclass tables'."""
-        root = legacy[0]
-        joined: FromClause = root
-        root_key = list(self._tables[0].primary_key)
+        """The root table's history joined, row by row, with the subclass tables'.
+
+        Outer joins: a row recorded before a subclass had its table has no part in that
+        table's history, and its columns read as ``NULL``.
+        """
+        joined: FromClause = legacy[0]
         for table, history in zip(self._tables[1:], legacy[1:], strict=True):
-            same_row = [
-                history.c[own.name] == root.c[parent.name]
-                for own, parent in zip(table.primary_key, root_key, strict=True)
-            ]
-            # Like IS NOT DISTINCT FROM, but an equality PostgreSQL can hash-join on.
-            same_row.append(
-                func.coalesce(history.c[LEGACY_VERSION], -1)
-                == func.coalesce(root.c[LEGACY_VERSION], -1)
-            )
-            joined = joined.join(history, and_(*same_row))
+            joined = joined.outerjoin(history, same_row(table, history, self._tables[0], legacy[0]))
         return joined
 
     def _legacy_column(self, legacy: list[Table], column: Column[Any]) -> ColumnElement[Any]:
@@ -247,16 +281,50 @@ class LegacyHistoryReader:
             return type_coerce(history.c[column.name], column.type)
         return cast(null(), column.type)
 
-    def _identity_filter(self, legacy: list[Table] | None) -> ColumnElement[bool]:
-        """Restrict the 0.1 rows (or the live rows, for ``None``) to the family's identities."""
-        if self.identity_column is None:
-            return true()
-        column = (
-            self.identity_column
-            if legacy is None
-            else self._legacy_column(legacy, self.identity_column)
-        )
-        return column.in_(list(self.mappers_by_identity))
+    def _ownership(self, legacy: list[Table] | None) -> ColumnElement[bool]:
+        """The condition that a 0.1 row (or a live row, for ``None``) is this class's,
+        by the rule of the class docstring."""
+        identity = None
+        if self.identity_column is not None:
+            identity = (
+                self.identity_column
+                if legacy is None
+                else self._legacy_column(legacy, self.identity_column)
+            )
+        family = list(self.mappers_by_identity)
+        if not introduces_table(self.mapper):
+            return true() if identity is None else identity.in_(family)
+        conditions: list[ColumnElement[bool]] = []
+        if legacy is not None and len(legacy) > 1:
+            # A joined subclass: the rows that have a part in its own table's history,
+            # or whose discriminator names its family.
+            own_part = legacy[-1].c[table_of(self.mapper).primary_key.columns[0].name].is_not(None)
+            conditions.append(own_part if identity is None else or_(own_part, identity.in_(family)))
+        claimed = [
+            sub.polymorphic_identity
+            for sub in self.subclasses_elsewhere
+            if sub.polymorphic_identity is not None
+        ]
+        if identity is not None and claimed:
+            conditions.append(or_(identity.is_(None), identity.not_in(claimed)))
+        if legacy is None:
+            conditions.extend(
+                ~select(literal(1))
+                .select_from(sub.local_table)
+                .where(sub.inherit_condition)
+                .exists()
+                for sub in self._partners
+                if sub.inherit_condition is not None
+            )
+        else:
+            conditions.extend(
+                ~select(literal(1))
+                .select_from(history)
+                .where(same_row(table_of(sub), history, self._tables[0], legacy[0]))
+                .exists()
+                for sub, history in self._partner_legacy
+            )
+        return and_(true(), *conditions)
 
     def _key_selects(
         self, session: Session, after: Key | None, since: datetime | None
@@ -264,8 +332,8 @@ class LegacyHistoryReader:
         legacy = self._reflect(session)
         changed = legacy[0].c[LEGACY_CHANGED]
         legacy_keys = [self._legacy_column(legacy, column) for column in self.key_columns]
-        legacy_where = [self._identity_filter(legacy)]
-        live_where = [self._identity_filter(None)]
+        legacy_where = [self._ownership(legacy)]
+        live_where = [self._ownership(None)]
         if since is not None:
             legacy_where.append(changed >= _as_stored(changed, since))
             if self.created_at is not None:
@@ -279,40 +347,6 @@ class LegacyHistoryReader:
             .select_from(self.mapper.persist_selectable)
             .where(*live_where),
         )
-
-
-def _table_mappers(mapper: Mapper[Any]) -> list[Mapper[Any]]:
-    """The mapper that introduced each table of ``mapper``'s chain, root first."""
-    if mapper.concrete:
-        # A concrete class's own table holds all its columns, as its 0.1 history did.
-        return [mapper]
-    by_table: dict[FromClause, Mapper[Any]] = {}
-    for ancestor in reversed(list(mapper.iterate_to_root())):
-        by_table.setdefault(ancestor.local_table, ancestor)
-    return list(by_table.values())
-
-
-def _table_of(mapper: Mapper[Any]) -> Table:
-    table = mapper.local_table
-    if not isinstance(table, Table):
-        raise ChrononautException(
-            f"{mapper.class_.__name__} is not mapped to a table; it cannot be converted."
-        )
-    return table
-
-
-def _legacy_name(mapper: Mapper[Any]) -> str:
-    """The 0.1 history table of the table ``mapper`` introduced."""
-    # vars(), not getattr(): a subclass with a table of its own had its own history
-    # table in 0.1 even when its parent named the parent's.
-    name = vars(mapper.class_).get("__chrononaut_tablename__")
-    if name is None:
-        return f"{_table_of(mapper).name}_history"
-    if not isinstance(name, str):
-        raise ChrononautException(
-            f"{mapper.class_.__name__}.__chrononaut_tablename__ must be a table name."
-        )
-    return name
 
 
 def _labelled(prefix: str, columns: Sequence[ColumnElement[Any]]) -> list[ColumnElement[Any]]:

@@ -28,10 +28,14 @@ def run_sql(db: Any, name: str) -> None:
         connection.exec_driver_sql((SQL_DIR / name).read_text())
 
 
-def load_legacy(db: Any, models: Any) -> Any:
-    """Add Ticket to ``models``, create the tables, the 0.1 history tables and their data."""
+def load_legacy(db: Any, models: Any, data: Path = SQL_DIR / "data.sql") -> Any:
+    """Add Ticket to ``models``, create the tables, the 0.1 history tables and their data.
+
+    :param data: the SQL file of the rows, ``data.sql`` unless given.
+    """
     models.Ticket = define_ticket(db)
     db.create_all()
     run_sql(db, "schema.sql")
-    run_sql(db, "data.sql")
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql(data.read_text())
     return models
