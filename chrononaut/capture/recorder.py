@@ -34,6 +34,7 @@ from chrononaut.capture.changes import (
     hidden_changed,
 )
 from chrononaut.capture.guard import (
+    guard_table,
     refuse_history_delete,
     refuse_history_update,
     refuse_unrecorded_statement,
@@ -153,7 +154,10 @@ def _require_change_info(record: FlushRecord, target: object) -> None:
 
 def _mapped_versioned(mapper: Mapper[Any], class_: type[Any]) -> None:
     check_declaration(mapper)
-    mark_versioned_table(mapper.local_table)
+    table = mapper.local_table
+    if isinstance(table, Table):
+        mark_versioned_table(table)
+        guard_table(table, "versioned")
 
 
 def _lock_row(
@@ -180,8 +184,8 @@ def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
     if record is None or not record.recording:
         return
     _require_change_info(record, target)
-    columns = VersionedColumns.of(mapper)
     state = instance_state(target)
+    columns = VersionedColumns.of_object(mapper, state)
     if not columns.version_defaults_to_zero and state.dict.get(VERSION_KEY) is None:
         target.version = 0
     record.pending.append(PendingActivity(target, columns, hidden_changed(state, columns.hidden)))
@@ -195,7 +199,7 @@ def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
     _lock_row(record, mapper, connection, state, deleting=False)
     if not record.recording:
         return
-    columns = VersionedColumns.of(mapper)
+    columns = VersionedColumns.of_object(mapper, state)
     hidden = hidden_changed(state, columns.hidden)
     if not hidden and not changes_any(state, columns.tracked_keys):
         return
@@ -208,11 +212,12 @@ def _record_delete(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
     record = _flush_record(target)
     if record is None:
         return
-    _lock_row(record, mapper, connection, instance_state(target), deleting=True)
+    state = instance_state(target)
+    _lock_row(record, mapper, connection, state, deleting=True)
     if not record.recording:
         return
     _require_change_info(record, target)
-    columns = VersionedColumns.of(mapper)
+    columns = VersionedColumns.of_object(mapper, state)
     data = columns.data_of(target)
     data[VERSION_KEY] = (data[VERSION_KEY] or 0) + 1
     record.pending.append(
@@ -349,6 +354,7 @@ def listen(activity_class: type[Activity]) -> None:
             event.listen(VersionedSession, name, session_listener)
         for mixin, name, mapper_listener in _MAPPER_LISTENERS:
             event.listen(mixin, name, mapper_listener, propagate=True)
+    guard_table(activity_class.__table__, "history")
     if not event.contains(activity_class, "before_delete", refuse_history_delete):
         event.listen(activity_class, "before_delete", refuse_history_delete)
         event.listen(activity_class, "before_update", refuse_history_update)

@@ -13,10 +13,11 @@ from sqlalchemy.orm import Query, object_session
 
 from chrononaut._compat import instance_state
 from chrononaut.exceptions import InvalidArgumentError
-from chrononaut.history.activity import HIDDEN_COLUMNS_CHANGED_KEY, activity_class_for
+from chrononaut.history.activity import activity_class_for
 from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.serialization import as_utc
 from chrononaut.history.snapshot import HistorySnapshot, changes_between
+from chrononaut.history.snapshot import hidden_changes_of as hidden_changes_of  # read from here
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -86,12 +87,6 @@ def object_history(
     table_name = VersionedColumns.of(inspect(model)).table_name
     rows = session.execute(statements.versions, {"table_name": table_name, "key": key})
     return [HistorySnapshot.from_activity(row, model) for row in rows]
-
-
-def hidden_changes_of(snapshot: HistorySnapshot) -> tuple[str, ...]:
-    """Return the names of the hidden columns the change of ``snapshot`` touched."""
-    names = snapshot.chrononaut_extra_info.get(HIDDEN_COLUMNS_CHANGED_KEY) or ()
-    return tuple(names)
 
 
 def hidden_columns_changed(snapshots: Iterable[HistorySnapshot]) -> list[str]:
