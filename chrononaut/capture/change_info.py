@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,9 @@ from flask import current_app, g, has_app_context, has_request_context, request
 from sqlalchemy import DateTime
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from chrononaut.exceptions import InvalidArgumentError
+from chrononaut.history.activity import HIDDEN_COLUMNS_CHANGED_KEY
 
 #: Where :func:`~chrononaut.extra_change_info` keeps the info of the open block.
 EXTRA_CHANGE_INFO_KEY = "_chrononaut_extra_change_info"
@@ -58,6 +62,18 @@ class ChangeInfoMixin:
             return {}
         change_info_func = current_app.config.get("CHRONONAUT_EXTRA_CHANGE_INFO_FUNC")
         return dict(change_info_func() or {}) if change_info_func else {}
+
+
+def refuse_reserved_keys(change_info: Mapping[str, Any]) -> None:
+    """Refuse change info that would take the place of what Chrononaut records itself.
+
+    :raises InvalidArgumentError: ``change_info`` has a ``hidden_cols_changed`` key.
+    """
+    if HIDDEN_COLUMNS_CHANGED_KEY in change_info:
+        raise InvalidArgumentError(
+            f"`{HIDDEN_COLUMNS_CHANGED_KEY}` is recorded by Chrononaut itself: it lists "
+            "the hidden columns a change touched. Give your change info another key."
+        )
 
 
 def active_extra_change_info() -> dict[str, Any] | None:

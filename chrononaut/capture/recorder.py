@@ -26,6 +26,7 @@ from chrononaut.capture.change_info import (
     ChangeInfoMixin,
     RecordChanges,
     active_extra_change_info,
+    refuse_reserved_keys,
 )
 from chrononaut.capture.changes import (
     changed_attributes,
@@ -120,7 +121,9 @@ class FlushRecord:
         """Return a new dict with the extra change info of ``state``'s object: the
         configured function's, then the open block's, then what was appended to it."""
         if model not in self._custom_info:
-            self._custom_info[model] = model._get_custom_change_info()
+            custom_info = model._get_custom_change_info()
+            refuse_reserved_keys(custom_info)
+            self._custom_info[model] = custom_info
         return {
             **self._custom_info[model],
             **self.block_info,

@@ -182,14 +182,33 @@ class HistoryReads:
             criteria.append(activity.changed >= as_utc(after))
         return criteria
 
-    def version_at(self, at: datetime, return_snapshot: bool = False) -> HistorySnapshot | None:
+    @overload
+    def version_at(
+        self, at: datetime, return_snapshot: Literal[False] = ...
+    ) -> HistorySnapshot | None: ...
+
+    @overload
+    def version_at(self, at: datetime, return_snapshot: Literal[True]) -> dict[str, Any] | None: ...
+
+    @overload
+    def version_at(
+        self, at: datetime, return_snapshot: bool
+    ) -> HistorySnapshot | dict[str, Any] | None: ...
+
+    def version_at(
+        self, at: datetime, return_snapshot: bool = False
+    ) -> HistorySnapshot | dict[str, Any] | None:
         """Return the state of this object at time ``at``: the newest snapshot changed at
         or before it, or ``None`` if the object did not exist yet.
 
         :param at: the point in time; a naive datetime is taken to be UTC.
-        :param return_snapshot: accepted for compatibility; a snapshot is always returned.
+        :param return_snapshot: return the snapshot's stored data instead, as a new plain
+            dict (``{"title": ..., "version": 1}``), as the original did.
         """
-        return self._newest_snapshot(at)
+        snapshot = self._newest_snapshot(at)
+        if return_snapshot and snapshot is not None:
+            return dict(snapshot.chrononaut_data)
+        return snapshot
 
     def previous_version(self) -> HistorySnapshot | None:
         """Return the newest snapshot with a version lower than the object's, or ``None``."""
