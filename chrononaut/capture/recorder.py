@@ -19,6 +19,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import Insert, Table, bindparam, cast, column, event, func, insert, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction, object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from chrononaut._compat import instance_state
 from chrononaut.capture.change_info import (
@@ -184,14 +185,55 @@ def _lock_row(
 
 def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
     record = _flush_record(target)
-    if record is None or not record.recording:
+    if record is None:
+        return
+    state = instance_state(target)
+    replaced = _replaced_row(mapper, state)
+    if replaced is not None:
+        _switch_row(mapper, connection, target, replaced)
+    if not record.recording:
         return
     _require_change_info(record, target)
-    state = instance_state(target)
     columns = VersionedColumns.of_object(mapper, state)
     if not columns.version_defaults_to_zero and state.dict.get(VERSION_KEY) is None:
         target.version = 0
     record.pending.append(PendingActivity(target, columns, hidden_changed(state, columns.hidden)))
+
+
+def _replaced_row(mapper: Mapper[Any], state: InstanceState[Any]) -> Versioned | None:
+    """Return the object, deleted in this flush, whose row the new object of ``state``
+    takes over, if there is one: the one with the same identity."""
+    loaded = state.dict
+    # Keys the database generates are not set yet: the common case ends here.
+    if any(loaded.get(name) is None for name in VersionedColumns.of(mapper).primary_key):
+        return None
+    session = state.session
+    existing = (
+        None
+        if session is None
+        else session.identity_map.get(mapper.identity_key_from_instance(state.obj()))
+    )
+    if existing is None or existing is state.obj():
+        return None
+    replaced: Versioned = existing
+    return replaced
+
+
+def _switch_row(mapper: Mapper[Any], connection: Any, target: Versioned, old: Versioned) -> None:
+    """Record the delete of ``old``, whose row ``target`` takes over.
+
+    SQLAlchemy turns the pair into one UPDATE (a "row switch") and fires no event for
+    the delete: it is locked and recorded here, before the insert. The UPDATE writes
+    only what ``target`` sets, so the row keeps the old values of the other columns;
+    ``target`` gets them too, so that its snapshot is the row as it is, and the row
+    gets the new object's version 0.
+    """
+    _record_delete(instance_state(old).mapper, connection, old)
+    loaded = instance_state(target).dict
+    for prop in mapper.column_attrs:
+        if prop.key not in loaded:
+            set_committed_value(target, prop.key, getattr(old, prop.key))
+    target.version = 0
 
 
 def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:

@@ -7,11 +7,12 @@ A versioned model's attributes are *tracked* (their values are stored), *hidden*
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import ColumnDefault, Table
+from sqlalchemy import CHAR, NCHAR, ColumnDefault, Table, TypeDecorator
 from sqlalchemy.orm import InstanceState, Mapper
 
 from chrononaut._compat import instance_state
@@ -146,6 +147,10 @@ class VersionedColumns:
     #: The attributes a change could list as hidden: every column attribute except
     #: the primary key, ``version`` and the untracked ones.
     hideable: frozenset[str]
+    #: ``(position in the key, attribute, function)`` for each key column whose value
+    #: the database returns in another form than it was given: the function gives
+    #: that form. PostgreSQL pads ``CHAR(n)``, so ``"ab"`` comes back as ``"ab  "``.
+    key_forms: tuple[tuple[int, str, Callable[[Any], Any]], ...]
     #: The ``version`` column's own default gives a new row version 0, so the flush
     #: need not set it (SQLAlchemy puts the default in the object after the INSERT).
     version_defaults_to_zero: bool
@@ -214,6 +219,13 @@ class VersionedColumns:
             hidden=tuple(key for key in attribute_keys if key in hidden),
             untracked=tuple(key for key in attribute_keys if key in untracked),
             tracked_keys=frozenset(tracked),
+            key_forms=tuple(
+                (position, name, form)
+                for position, (name, form) in enumerate(
+                    zip(primary_key, map(_stored_form, mapper.primary_key), strict=True)
+                )
+                if form is not None
+            ),
             hideable=frozenset(attribute_keys)
             - untracked
             - {VERSION_KEY, *primary_key, *_primary_key_attributes(mapper)},
@@ -223,14 +235,44 @@ class VersionedColumns:
         )
 
     def key_of(self, obj: object) -> dict[str, Any]:
-        """Return the ``key`` JSON that identifies ``obj`` in the activity table."""
-        return _values_of(obj, self.primary_key)
+        """Return the ``key`` JSON that identifies ``obj`` in the activity table, with
+        each value as the database returns it."""
+        key = _values_of(obj, self.primary_key)
+        for _, name, form in self.key_forms:
+            key[name] = form(key[name])
+        return key
+
+    def stored_identity(self, identity: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+        """Return an identity key of the mapper with each value as the database returns it."""
+        if not self.key_forms or identity is None:
+            return identity
+        stored = list(identity)
+        for position, _, form in self.key_forms:
+            stored[position] = form(stored[position])
+        return tuple(stored)
 
     def data_of(self, obj: object) -> dict[str, Any]:
         """Return the ``data`` JSON of ``obj``: tracked values plus ``version``."""
         data = _values_of(obj, self.tracked)
         data[VERSION_KEY] = getattr(obj, VERSION_KEY)
         return data
+
+
+def _stored_form(column: Any) -> Callable[[Any], Any] | None:
+    """Return how the database changes a value of ``column``, if it does."""
+    column_type = column.type
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    if isinstance(column_type, (CHAR, NCHAR)):
+        length = column_type.length or 1
+
+        def padded(value: Any) -> Any:
+            # What PostgreSQL stores: cut to the length (only spaces may be cut, or the
+            # INSERT fails) and padded with spaces up to it.
+            return value[:length].ljust(length) if isinstance(value, str) else value
+
+        return padded
+    return None
 
 
 def _primary_key_attributes(mapper: Mapper[Any]) -> list[str]:
