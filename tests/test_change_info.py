@@ -541,6 +541,63 @@ def test_append_change_info_is_forgotten_after_the_commit_that_recorded_it(db, s
     ]
 
 
+def _extra_infos(todo: Any) -> list[dict[str, Any]]:
+    return [dict(snapshot.chrononaut_extra_info) for snapshot in todo.versions()]
+
+
+def test_append_change_info_recorded_before_a_rolled_back_savepoint_is_dropped_once(
+    db, session, models
+):
+    todo = add(session, models.Todo(title="a"))
+    append_change_info(todo, reason="once")
+    todo.title = "b"
+    session.flush()  # records the info, in the outer transaction
+    savepoint = session.begin_nested()
+    session.add(models.Todo(title="rolled back"))
+    session.flush()
+    savepoint.rollback()
+    session.commit()
+    todo.title = "c"
+    session.commit()
+
+    assert _extra_infos(todo) == [{}, {"reason": "once"}, {}]
+    assert len(activity_rows(db)) == 3
+
+
+def test_append_change_info_recorded_in_a_rolled_back_savepoint_is_kept(db, session, models):
+    todo = add(session, models.Todo(title="a"))
+    append_change_info(todo, reason="retried")
+    savepoint = session.begin_nested()
+    todo.title = "b"
+    session.flush()  # records the info, then loses it with the savepoint
+    savepoint.rollback()
+    todo.title = "b2"
+    session.commit()
+    todo.title = "c"
+    session.commit()
+
+    assert _extra_infos(todo) == [{}, {"reason": "retried"}, {}]
+    assert [snapshot.title for snapshot in todo.versions()] == ["a", "b2", "c"]
+
+
+def test_append_change_info_recorded_in_a_released_savepoint_is_dropped_at_commit(
+    db, session, models
+):
+    todo = add(session, models.Todo(title="a"))
+    append_change_info(todo, reason="nested")
+    with session.begin_nested():
+        todo.title = "b"
+    with session.begin_nested() as savepoint:
+        session.add(models.Todo(title="rolled back"))
+        session.flush()
+        savepoint.rollback()
+    session.commit()
+    todo.title = "c"
+    session.commit()
+
+    assert _extra_infos(todo) == [{}, {"reason": "nested"}, {}]
+
+
 def test_append_change_info_rejects_non_versioned_objects(db, session, models):
     note = add(session, models.Note(body="not versioned"))
     with pytest.raises(ChrononautException, match="Versioned"):

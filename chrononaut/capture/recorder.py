@@ -304,7 +304,7 @@ def _write_activity(session: Session, flush_context: UOWTransaction) -> None:
         return
     rows_by_table: dict[Table, list[dict[str, Any]]] = {}
     tables: dict[type[Any], Table] = {}
-    appended_info_states = session.info.setdefault(_APPENDED_INFO_RECORDED_KEY, [])
+    appended_info_states: list[InstanceState[Any]] = []
     for change in record.pending:
         target, columns = change.target, change.columns
         model = type(target)
@@ -333,17 +333,49 @@ def _write_activity(session: Session, flush_context: UOWTransaction) -> None:
                 _activity_insert(table),
                 {"rows": rows[first : first + ROWS_PER_STATEMENT], "changed": record.changed},
             )
+    if appended_info_states:
+        _note_appended_info_recorded(session, appended_info_states)
+
+
+def _note_appended_info_recorded(session: Session, states: list[InstanceState[Any]]) -> None:
+    """Note that the appended info of ``states`` is recorded in the innermost open
+    transaction, to be dropped when the outermost one commits."""
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(_APPENDED_INFO_RECORDED_KEY, []).extend(
+        (transaction, state) for state in states
+    )
 
 
 def _forget_recorded_appended_info(session: Session) -> None:
-    for state in session.info.pop(_APPENDED_INFO_RECORDED_KEY, ()):
+    if session.get_nested_transaction() is not None:
+        return  # a savepoint was released; the transaction around it may still roll back
+    for _, state in session.info.pop(_APPENDED_INFO_RECORDED_KEY, ()):
         state.info.pop(APPENDED_CHANGE_INFO_KEY, None)
 
 
+def _keep_appended_info_rolled_back(session: Session, previous_transaction: Any) -> None:
+    """``after_soft_rollback``: appended info recorded in the transaction rolled back,
+    or in one inside it, is no longer recorded; it stays on its objects, so that a
+    retried commit records it."""
+    recorded = session.info.get(_APPENDED_INFO_RECORDED_KEY)
+    if recorded:
+        session.info[_APPENDED_INFO_RECORDED_KEY] = [
+            (transaction, state)
+            for transaction, state in recorded
+            if not _within(transaction, previous_transaction)
+        ]
+
+
+def _within(transaction: Any, outer: Any) -> bool:
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False
+
+
 def _discard_flush_state(session: Session) -> None:
-    # The appended info stays on its objects, so that a retried commit records it.
     session.info.pop(_FLUSH_KEY, None)
-    session.info.pop(_APPENDED_INFO_RECORDED_KEY, None)
 
 
 def _stamp(target: RecordChanges, record: FlushRecord) -> None:
@@ -376,6 +408,7 @@ _SESSION_LISTENERS = (
     ("after_flush", _write_activity),
     ("after_commit", _forget_recorded_appended_info),
     ("after_rollback", _discard_flush_state),
+    ("after_soft_rollback", _keep_appended_info_rolled_back),
     ("do_orm_execute", refuse_unrecorded_statement),
 )
 _MAPPER_LISTENERS = (
