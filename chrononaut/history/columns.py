@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import CHAR, NCHAR, ColumnDefault, Table, TypeDecorator
+from sqlalchemy import CHAR, JSON, NCHAR, ColumnDefault, Table, TypeDecorator
 from sqlalchemy.orm import InstanceState, Mapper
 
 from chrononaut._compat import instance_state
 from chrononaut.exceptions import ChrononautException
 from chrononaut.history.activity import VERSION_KEY
-from chrononaut.history.serialization import STORED_AS_IS, serialize_value
+from chrononaut.history.serialization import STORED_AS_IS, escape_text, serialize_value
 
 #: ``Table.info`` key that marks the table of a versioned model.
 _VERSIONED_KEY = "chrononaut.versioned"
@@ -144,6 +144,8 @@ class VersionedColumns:
     untracked: tuple[str, ...]
     #: ``tracked`` as a set, for the membership tests of every flushed object.
     tracked_keys: frozenset[str]
+    #: The tracked ``JSON`` columns, whose own string values may hold NUL.
+    json_tracked: tuple[str, ...]
     #: The attributes a change could list as hidden: every column attribute except
     #: the primary key, ``version`` and the untracked ones.
     hideable: frozenset[str]
@@ -219,6 +221,9 @@ class VersionedColumns:
             hidden=tuple(key for key in attribute_keys if key in hidden),
             untracked=tuple(key for key in attribute_keys if key in untracked),
             tracked_keys=frozenset(tracked),
+            json_tracked=tuple(
+                key for key in tracked if isinstance(_type_of(mapper.columns[key]), JSON)
+            ),
             key_forms=tuple(
                 (position, name, form)
                 for position, (name, form) in enumerate(
@@ -254,15 +259,22 @@ class VersionedColumns:
     def data_of(self, obj: object) -> dict[str, Any]:
         """Return the ``data`` JSON of ``obj``: tracked values plus ``version``."""
         data = _values_of(obj, self.tracked)
+        for name in self.json_tracked:
+            value = data[name]
+            if isinstance(value, str):
+                data[name] = escape_text(value)
         data[VERSION_KEY] = getattr(obj, VERSION_KEY)
         return data
 
 
+def _type_of(column: Any) -> Any:
+    column_type = column.type
+    return column_type.impl_instance if isinstance(column_type, TypeDecorator) else column_type
+
+
 def _stored_form(column: Any) -> Callable[[Any], Any] | None:
     """Return how the database changes a value of ``column``, if it does."""
-    column_type = column.type
-    if isinstance(column_type, TypeDecorator):
-        column_type = column_type.impl_instance
+    column_type = _type_of(column)
     if isinstance(column_type, (CHAR, NCHAR)):
         length = column_type.length or 1
 
