@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app, g, has_app_context, has_request_context, request
 from sqlalchemy import DateTime
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import InstanceState, Mapped, Session, declared_attr, mapped_column
 
 from chrononaut.exceptions import InvalidArgumentError
 from chrononaut.history.activity import HIDDEN_COLUMNS_CHANGED_KEY
@@ -22,6 +22,9 @@ from chrononaut.history.activity import HIDDEN_COLUMNS_CHANGED_KEY
 EXTRA_CHANGE_INFO_KEY = "_chrononaut_extra_change_info"
 #: Where :func:`~chrononaut.append_change_info` keeps an object's own info.
 APPENDED_CHANGE_INFO_KEY = "chrononaut.appended_change_info"
+#: ``Session.info`` key: ``(transaction, state)`` of the appended info recorded and
+#: not committed yet.
+_APPENDED_INFO_RECORDED_KEY = "chrononaut.appended_info_recorded"
 
 
 class ChangeInfoMixin:
@@ -82,6 +85,44 @@ def active_extra_change_info() -> dict[str, Any] | None:
         return None
     info: dict[str, Any] | None = g.get(EXTRA_CHANGE_INFO_KEY)
     return info
+
+
+def note_appended_info_recorded(session: Session, states: list[InstanceState[Any]]) -> None:
+    """Note that the appended info of ``states`` is recorded in the innermost open
+    transaction, to be dropped when the outermost one commits."""
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(_APPENDED_INFO_RECORDED_KEY, []).extend(
+        (transaction, state) for state in states
+    )
+
+
+def forget_recorded_appended_info(session: Session) -> None:
+    """``after_commit``: drop the appended info the committed transaction recorded."""
+    if session.get_nested_transaction() is not None:
+        return  # a savepoint was released; the transaction around it may still roll back
+    for _, state in session.info.pop(_APPENDED_INFO_RECORDED_KEY, ()):
+        state.info.pop(APPENDED_CHANGE_INFO_KEY, None)
+
+
+def keep_appended_info_rolled_back(session: Session, previous_transaction: Any) -> None:
+    """``after_soft_rollback``: appended info recorded in the transaction rolled back,
+    or in one inside it, is no longer recorded; it stays on its objects, so that a
+    retried commit records it."""
+    recorded = session.info.get(_APPENDED_INFO_RECORDED_KEY)
+    if recorded:
+        session.info[_APPENDED_INFO_RECORDED_KEY] = [
+            (transaction, state)
+            for transaction, state in recorded
+            if not _within(transaction, previous_transaction)
+        ]
+
+
+def _within(transaction: Any, outer: Any) -> bool:
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 class RecordChanges(ChangeInfoMixin):

@@ -20,10 +20,9 @@ from typing import Any, Literal
 
 from flask import g, has_app_context
 from sqlalchemy import Alias, Delete, Insert, Join, MetaData, Table, TableClause, Update
-from sqlalchemy.dialects.postgresql.dml import OnConflictDoUpdate
 from sqlalchemy.orm import Mapper, ORMExecuteState
-from sqlalchemy.sql.visitors import iterate
 
+from chrononaut._compat import statement_parts, updates_on_conflict
 from chrononaut.exceptions import ChrononautException, ProtectedHistoryError, UnrecordedWriteError
 from chrononaut.history.activity import is_history_table
 from chrononaut.history.columns import is_versioned_table
@@ -147,9 +146,9 @@ def refuse_unrecorded_statement(execute_state: ORMExecuteState) -> None:
 def _writes(statement: Any) -> Iterator[tuple[WriteKind, str, Any]]:
     """Yield what each INSERT, UPDATE and DELETE in ``statement`` does, how it was
     written, and its target."""
-    for element in iterate(statement):
+    for element in statement_parts(statement):
         if isinstance(element, Insert):
-            if any(isinstance(part, OnConflictDoUpdate) for part in element.get_children()):
+            if updates_on_conflict(element):
                 # Against stored rows an upsert is an UPDATE.
                 yield "update", "INSERT ... ON CONFLICT DO UPDATE statement", element.table
             else:

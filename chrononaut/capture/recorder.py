@@ -27,6 +27,9 @@ from chrononaut.capture.change_info import (
     ChangeInfoMixin,
     RecordChanges,
     active_extra_change_info,
+    forget_recorded_appended_info,
+    keep_appended_info_rolled_back,
+    note_appended_info_recorded,
     refuse_reserved_keys,
 )
 from chrononaut.capture.changes import (
@@ -57,7 +60,6 @@ from chrononaut.history.serialization import UTC
 
 _FLUSH_KEY = "chrononaut.flush"
 _INSERT_STATEMENT_KEY = "chrononaut.activity_insert"
-_APPENDED_INFO_RECORDED_KEY = "chrononaut.appended_info_recorded"
 _RECORD_CHANGES_COLUMNS = frozenset({"change_info", "changed"})
 
 
@@ -188,34 +190,29 @@ def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
     if record is None:
         return
     state = instance_state(target)
-    replaced = _replaced_row(mapper, state)
+    columns = VersionedColumns.of_object(mapper, state)
+    replaced = _replaced_row(mapper, state, columns.primary_key)
     if replaced is not None:
         _switch_row(mapper, connection, target, replaced)
     if not record.recording:
         return
     _require_change_info(record, target)
-    columns = VersionedColumns.of_object(mapper, state)
     if not columns.version_defaults_to_zero and state.dict.get(VERSION_KEY) is None:
         target.version = 0
     record.pending.append(PendingActivity(target, columns, hidden_changed(state, columns.hidden)))
 
 
-def _replaced_row(mapper: Mapper[Any], state: InstanceState[Any]) -> Versioned | None:
+def _replaced_row(
+    mapper: Mapper[Any], state: InstanceState[Any], primary_key: tuple[str, ...]
+) -> Versioned | None:
     """Return the object, deleted in this flush, whose row the new object of ``state``
-    takes over, if there is one: the one with the same identity."""
+    takes over: the one with the same identity, if there is one."""
     loaded = state.dict
     # Keys the database generates are not set yet: the common case ends here.
-    if any(loaded.get(name) is None for name in VersionedColumns.of(mapper).primary_key):
+    if any(loaded.get(name) is None for name in primary_key) or state.session is None:
         return None
-    session = state.session
-    existing = (
-        None
-        if session is None
-        else session.identity_map.get(mapper.identity_key_from_instance(state.obj()))
-    )
-    if existing is None or existing is state.obj():
-        return None
-    replaced: Versioned = existing
+    identity = mapper.identity_key_from_instance(state.obj())
+    replaced: Versioned | None = state.session.identity_map.get(identity)
     return replaced
 
 
@@ -334,44 +331,7 @@ def _write_activity(session: Session, flush_context: UOWTransaction) -> None:
                 {"rows": rows[first : first + ROWS_PER_STATEMENT], "changed": record.changed},
             )
     if appended_info_states:
-        _note_appended_info_recorded(session, appended_info_states)
-
-
-def _note_appended_info_recorded(session: Session, states: list[InstanceState[Any]]) -> None:
-    """Note that the appended info of ``states`` is recorded in the innermost open
-    transaction, to be dropped when the outermost one commits."""
-    transaction = session.get_nested_transaction() or session.get_transaction()
-    session.info.setdefault(_APPENDED_INFO_RECORDED_KEY, []).extend(
-        (transaction, state) for state in states
-    )
-
-
-def _forget_recorded_appended_info(session: Session) -> None:
-    if session.get_nested_transaction() is not None:
-        return  # a savepoint was released; the transaction around it may still roll back
-    for _, state in session.info.pop(_APPENDED_INFO_RECORDED_KEY, ()):
-        state.info.pop(APPENDED_CHANGE_INFO_KEY, None)
-
-
-def _keep_appended_info_rolled_back(session: Session, previous_transaction: Any) -> None:
-    """``after_soft_rollback``: appended info recorded in the transaction rolled back,
-    or in one inside it, is no longer recorded; it stays on its objects, so that a
-    retried commit records it."""
-    recorded = session.info.get(_APPENDED_INFO_RECORDED_KEY)
-    if recorded:
-        session.info[_APPENDED_INFO_RECORDED_KEY] = [
-            (transaction, state)
-            for transaction, state in recorded
-            if not _within(transaction, previous_transaction)
-        ]
-
-
-def _within(transaction: Any, outer: Any) -> bool:
-    while transaction is not None:
-        if transaction is outer:
-            return True
-        transaction = transaction.parent
-    return False
+        note_appended_info_recorded(session, appended_info_states)
 
 
 def _discard_flush_state(session: Session) -> None:
@@ -406,9 +366,9 @@ def _stamp_update(mapper: Mapper[Any], connection: Any, target: RecordChanges) -
 _SESSION_LISTENERS = (
     ("before_flush", _start_flush),
     ("after_flush", _write_activity),
-    ("after_commit", _forget_recorded_appended_info),
+    ("after_commit", forget_recorded_appended_info),
     ("after_rollback", _discard_flush_state),
-    ("after_soft_rollback", _keep_appended_info_rolled_back),
+    ("after_soft_rollback", keep_appended_info_rolled_back),
     ("do_orm_execute", refuse_unrecorded_statement),
 )
 _MAPPER_LISTENERS = (
