@@ -25,6 +25,7 @@ __all__ = [
     "instance_state",
     "new_instance",
     "statement_parts",
+    "statement_shape",
     "updates_on_conflict",
 ]
 
@@ -74,6 +75,21 @@ def statement_parts(statement: Any) -> Iterator[Any]:
     ``tests/test_bulk.py`` and ``tests/test_security.py``.
     """
     return iterate(statement)
+
+
+def statement_shape(statement: Any) -> Any:
+    """Return a hashable key equal for statements of the same structure (bound values
+    aside), or ``None`` if the statement has none.
+
+    It is the key of SQLAlchemy's compiled cache, from the private
+    ``_generate_cache_key()``; SQLAlchemy keeps it on the statement and uses it again
+    when it executes the statement, so asking for it costs no extra work. The write
+    guard keeps what it found in a statement under it, and walks each structure once.
+    Caught by ``tests/test_compat.py``.
+    """
+    generate = getattr(statement, "_generate_cache_key", None)
+    cache_key = generate() if generate is not None else None
+    return None if cache_key is None else cache_key.key
 
 
 def updates_on_conflict(insert: Insert) -> bool:

@@ -15,6 +15,7 @@ from chrononaut._compat import (
     instance_state,
     new_instance,
     statement_parts,
+    statement_shape,
     updates_on_conflict,
 )
 
@@ -101,3 +102,17 @@ def test_updates_on_conflict_tells_upserts_apart():
     assert not updates_on_conflict(values.on_conflict_do_nothing())
     assert not updates_on_conflict(values)
     assert not updates_on_conflict(insert(table).values(id=1))
+
+
+def test_statement_shape_ignores_bound_values_and_is_kept_on_the_statement():
+    item = sa.table("item", sa.column("id"), sa.column("title"))
+    other = sa.table("other", sa.column("id"))
+    statement = select(item.c.title).where(item.c.id == 1)
+
+    shape = statement_shape(statement)
+
+    assert shape == statement_shape(select(item.c.title).where(item.c.id == 2))
+    assert shape != statement_shape(select(other.c.id).where(other.c.id == 1))
+    assert shape != statement_shape(delete(item).where(item.c.id == 1))
+    # SQLAlchemy computes it once per statement, and reuses it when it executes it.
+    assert statement._generate_cache_key() is statement._generate_cache_key()

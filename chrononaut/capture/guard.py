@@ -22,7 +22,7 @@ from flask import g, has_app_context
 from sqlalchemy import Alias, Delete, Insert, Join, MetaData, Table, TableClause, Update
 from sqlalchemy.orm import Mapper, ORMExecuteState
 
-from chrononaut._compat import statement_parts, updates_on_conflict
+from chrononaut._compat import statement_parts, statement_shape, updates_on_conflict
 from chrononaut.exceptions import ChrononautException, ProtectedHistoryError, UnrecordedWriteError
 from chrononaut.history.activity import is_history_table
 from chrononaut.history.columns import is_versioned_table
@@ -135,28 +135,54 @@ def refuse_unrecorded_statement(execute_state: ORMExecuteState) -> None:
     or change history, wherever in the statement the write is."""
     if execute_state.is_relationship_load or execute_state.is_column_load:
         return  # the ORM's own SELECTs of related objects and expired attributes
+    writes = _writes_of(execute_state.statement)
+    if not writes:
+        return
     session = execute_state.session
     default_schema: list[str | None] = []
-    for kind, action, target in _writes(execute_state.statement):
-        for table in _tables_of(target):
-            role = _marked_role(table) or _role_by_name(session, table, default_schema)
-            _refuse(role, table.name, kind, action)
+    for kind, action, table in writes:
+        role = _marked_role(table) or _role_by_name(session, table, default_schema)
+        _refuse(role, table.name, kind, action)
 
 
-def _writes(statement: Any) -> Iterator[tuple[WriteKind, str, Any]]:
+Write = tuple[WriteKind, str, TableClause]
+#: What :func:`_writes` found in each statement structure, so that the statements an
+#: application runs again and again are walked once.
+_WRITES_BY_SHAPE: dict[Any, tuple[Write, ...]] = {}
+_MAX_SHAPES = 2000
+
+
+def _writes_of(statement: Any) -> tuple[Write, ...]:
+    shape = statement_shape(statement)
+    if shape is None:
+        return tuple(_writes(statement))
+    writes = _WRITES_BY_SHAPE.get(shape)
+    if writes is None:
+        if len(_WRITES_BY_SHAPE) >= _MAX_SHAPES:
+            _WRITES_BY_SHAPE.clear()
+        writes = _WRITES_BY_SHAPE[shape] = tuple(_writes(statement))
+    return writes
+
+
+def _writes(statement: Any) -> Iterator[Write]:
     """Yield what each INSERT, UPDATE and DELETE in ``statement`` does, how it was
-    written, and its target."""
+    written, and each table it writes."""
     for element in statement_parts(statement):
         if isinstance(element, Insert):
             if updates_on_conflict(element):
                 # Against stored rows an upsert is an UPDATE.
-                yield "update", "INSERT ... ON CONFLICT DO UPDATE statement", element.table
+                kind: WriteKind = "update"
+                action = "INSERT ... ON CONFLICT DO UPDATE statement"
             else:
-                yield "insert", "INSERT statement", element.table
+                kind, action = "insert", "INSERT statement"
         elif isinstance(element, Update):
-            yield "update", "UPDATE statement", element.table
+            kind, action = "update", "UPDATE statement"
         elif isinstance(element, Delete):
-            yield "delete", "DELETE statement", element.table
+            kind, action = "delete", "DELETE statement"
+        else:
+            continue
+        for table in _tables_of(element.table):
+            yield kind, action, table
 
 
 def _tables_of(target: Any) -> Iterator[TableClause]:
