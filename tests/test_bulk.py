@@ -261,6 +261,15 @@ def test_sql_text_is_not_seen(db, session, models, todo):
     assert [row.data["title"] for row in activity_rows(db)] == ["a"]
 
 
+def test_connection_execute_is_not_seen(db, session, models, todo):
+    # Documented: the guard sees what the session executes, not its connection.
+    session.connection().execute(update(models.Todo.__table__).values(title="b"))
+    session.commit()
+
+    assert _todos(session, models) == ["b"]
+    assert [row.data["title"] for row in activity_rows(db)] == ["a"]
+
+
 @pytest.fixture
 def other_schema_todo(db, models):
     """A table ``other.todo``: same name as the versioned table, another schema."""
