@@ -210,7 +210,9 @@ class VersionedColumns:
             for key in attribute_keys
             if key not in hidden and key not in untracked and key != VERSION_KEY
         )
-        version_default = mapper.columns[VERSION_KEY].default
+        # Snapshots may be built with a model that is not versioned.
+        version_column = mapper.columns.get(VERSION_KEY)
+        version_default = None if version_column is None else version_column.default
         primary_key = tuple(
             mapper.get_property_by_column(column).key for column in mapper.primary_key
         )
