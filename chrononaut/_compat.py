@@ -7,12 +7,16 @@ an upgrade has one module to mend.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import Insert
+from sqlalchemy.dialects.postgresql.dml import OnConflictDoUpdate
 from sqlalchemy.orm import InstanceState, Mapper, sessionmaker
 from sqlalchemy.orm.attributes import History
 from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE, instance_state
+from sqlalchemy.sql.visitors import iterate
 
 __all__ = [
     "SessionFactoryHook",
@@ -20,6 +24,9 @@ __all__ = [
     "changed_since_load",
     "instance_state",
     "new_instance",
+    "statement_parts",
+    "statement_shape",
+    "updates_on_conflict",
 ]
 
 # ``instance_state(obj)`` is what ``sqlalchemy.inspect(obj)`` returns for a mapped
@@ -56,6 +63,43 @@ def new_instance(mapper: Mapper[Any]) -> Any:
     ``reify`` tests of ``tests/test_types.py``.
     """
     return mapper.class_manager.new_instance()
+
+
+def statement_parts(statement: Any) -> Iterator[Any]:
+    """Yield every element of ``statement``, the statement itself first.
+
+    ``sqlalchemy.sql.visitors.iterate`` is public, but which children it visits is not
+    documented; the write guard relies on it reaching every CTE (those added with
+    ``add_cte()`` too, kept in the private ``_independent_ctes``), the statements inside
+    them, and subqueries. Caught by ``tests/test_compat.py`` and the CTE cases of
+    ``tests/test_bulk.py`` and ``tests/test_security.py``.
+    """
+    return iterate(statement)
+
+
+def statement_shape(statement: Any) -> Any:
+    """Return a hashable key equal for statements of the same structure (bound values
+    aside), or ``None`` if the statement has none.
+
+    It is the key of SQLAlchemy's compiled cache, from the private
+    ``_generate_cache_key()``; SQLAlchemy keeps it on the statement and uses it again
+    when it executes the statement, so asking for it costs no extra work. The write
+    guard keeps what it found in a statement under it, and walks each structure once.
+    Caught by ``tests/test_compat.py``.
+    """
+    generate = getattr(statement, "_generate_cache_key", None)
+    cache_key = generate() if generate is not None else None
+    return None if cache_key is None else cache_key.key
+
+
+def updates_on_conflict(insert: Insert) -> bool:
+    """Tell whether ``insert`` is an ``INSERT ... ON CONFLICT DO UPDATE``.
+
+    PostgreSQL's ``Insert`` keeps its ``ON CONFLICT`` clause in the private
+    ``_post_values_clause``. Caught by ``tests/test_compat.py`` and the upsert cases
+    of ``tests/test_security.py``.
+    """
+    return isinstance(getattr(insert, "_post_values_clause", None), OnConflictDoUpdate)
 
 
 class SessionFactoryHook(SQLAlchemy):

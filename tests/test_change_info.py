@@ -4,13 +4,14 @@ strict mode and the ``RecordChanges`` mixin."""
 from __future__ import annotations
 
 import contextvars
-from datetime import datetime, timezone
+import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask_login import AnonymousUserMixin, LoginManager, UserMixin, login_user
-from sqlalchemy import exc, func, select
+from sqlalchemy import exc, func, insert, select
 
 from chrononaut import (
     ChrononautException,
@@ -20,6 +21,7 @@ from chrononaut import (
     extra_change_info,
     rationale,
 )
+from chrononaut.views import history_blueprint
 from tests.activity import activity_rows, rows_of
 
 NO_USER = {"user_id": None, "remote_addr": None}
@@ -268,22 +270,16 @@ def test_extra_change_info_func_is_called_at_each_flush(app, db, session, models
 
 
 def test_extra_info_sources_override_each_other_in_order(app, db, session, models):
-    app.config[CHANGE_INFO_FUNC] = lambda: {
-        "source": "func",
-        "ticket": "func",
-        "step": "func",
-        "hidden_cols_changed": "func",
-    }
+    app.config[CHANGE_INFO_FUNC] = lambda: {"source": "func", "ticket": "func", "step": "func"}
     todo = add(session, models.Todo(title="a"))
     assert todo.versions()[0].chrononaut_meta["extra_info"] == {
         "source": "func",
         "ticket": "func",
         "step": "func",
-        "hidden_cols_changed": "func",
     }
 
-    with extra_change_info(ticket="block", step="block", hidden_cols_changed="block"):
-        append_change_info(todo, step="appended", hidden_cols_changed="appended")
+    with extra_change_info(ticket="block", step="block"):
+        append_change_info(todo, step="appended")
         todo.title = "b"
         todo.secret = "changed"
         session.commit()
@@ -294,6 +290,111 @@ def test_extra_info_sources_override_each_other_in_order(app, db, session, model
         "step": "appended",
         "hidden_cols_changed": ["secret"],
     }
+
+
+# -- hidden_cols_changed is Chrononaut's own ------------------------------------------------
+
+RESERVED = "`hidden_cols_changed` is recorded by Chrononaut itself"
+
+
+@pytest.mark.parametrize("helper", ["extra_change_info", "append_change_info"])
+def test_helpers_refuse_hidden_cols_changed(db, session, models, helper):
+    todo = add(session, models.Todo(title="a"))
+
+    with pytest.raises(ChrononautException, match=f"^{re.escape(RESERVED)}") as refused:
+        if helper == "extra_change_info":
+            with extra_change_info(ticket="T-1", hidden_cols_changed=["title"]):
+                pass
+        else:
+            append_change_info(todo, hidden_cols_changed=["title"])
+    assert isinstance(refused.value, ValueError)
+
+    todo.title = "b"
+    session.commit()
+    assert [snap.chrononaut_meta["extra_info"] for snap in todo.versions()] == [{}, {}]
+
+
+def _custom_change_info_source(app, db, source):
+    """A versioned model whose custom change info holds ``hidden_cols_changed``, from
+    the configured function or from its own override."""
+    forged = {"ticket": "T-1", "hidden_cols_changed": ["name"]}
+    namespace = {
+        "__tablename__": "forged",
+        "id": db.Column(db.Integer, primary_key=True),
+        "name": db.Column(db.Text),
+    }
+    if source == "config":
+        app.config[CHANGE_INFO_FUNC] = lambda: forged
+    else:
+        namespace["_get_custom_change_info"] = classmethod(lambda cls: forged)
+    model = type("Forged", (db.Model, Versioned), namespace)
+    db.create_all()
+    return model
+
+
+@pytest.mark.parametrize("source", ["config", "override"])
+def test_custom_change_info_may_not_hold_hidden_cols_changed(app, db, source):
+    model = _custom_change_info_source(app, db, source)
+    db.session.add(model(name="n"))
+
+    with pytest.raises(ChrononautException, match=f"^{re.escape(RESERVED)}"):
+        db.session.commit()
+    db.session.rollback()
+
+    assert db.session.scalars(select(model)).all() == []
+    assert activity_rows(db) == []
+
+
+FORGED = {
+    "a string": ("secret", []),
+    "a dict": ({"secret": True}, []),
+    "a number": (5, []),
+    "a list with other items": (["secret", 3, None, ["secret"]], ["secret"]),
+    "a stored column": (["title"], []),
+    "an unknown name": (["no_such_column"], []),
+    "an untracked column": (["starred"], []),
+    "the primary key": (["id"], []),
+    "the version": (["version"], []),
+}
+
+
+@pytest.fixture
+def forged_row(db, session, models, request):
+    """A todo whose second, unchanged snapshot was written by another program with
+    ``request.param`` under ``hidden_cols_changed``."""
+    todo = add(session, models.Todo(title="a", secret="s0"))
+    stored = session.execute(select(db.activity_cls.__table__)).one()._asdict()
+    stored.pop("id")
+    session.execute(
+        insert(db.activity_cls),
+        [
+            {
+                **stored,
+                "version": 1,
+                "changed": stored["changed"] + timedelta(seconds=1),
+                "data": {**stored["data"], "version": 1},
+                "extra_info": {"hidden_cols_changed": FORGED[request.param][0]},
+            }
+        ],
+    )
+    session.commit()
+    return todo, stored["changed"], FORGED[request.param][1]
+
+
+@pytest.mark.parametrize("forged_row", sorted(FORGED), indirect=True)
+def test_old_rows_with_other_hidden_cols_changed_are_read_safely(app, session, forged_row):
+    todo, created, hidden = forged_row
+    first, second = todo.versions()
+
+    assert todo.diff(first, second) == {}
+    assert todo.diff(first, second, include_hidden=True) == {name: (None, "s0") for name in hidden}
+    assert todo.has_changed_since(created) is bool(hidden)
+    app.register_blueprint(history_blueprint(lambda: True), url_prefix="/history")
+    client = app.test_client()
+    assert client.get(f"/history/objects/Todo?key={todo.id}").status_code == 200
+    assert client.get("/history/activity").status_code == 200
+    result = app.test_cli_runner().invoke(args=["chrononaut", "history", "Todo", str(todo.id)])
+    assert result.exit_code == 0, result.output
 
 
 # -- extra_change_info and rationale --------------------------------------------------------
@@ -438,6 +539,63 @@ def test_append_change_info_is_forgotten_after_the_commit_that_recorded_it(db, s
         {"source": "form"},
         {},
     ]
+
+
+def _extra_infos(todo: Any) -> list[dict[str, Any]]:
+    return [dict(snapshot.chrononaut_extra_info) for snapshot in todo.versions()]
+
+
+def test_append_change_info_recorded_before_a_rolled_back_savepoint_is_dropped_once(
+    db, session, models
+):
+    todo = add(session, models.Todo(title="a"))
+    append_change_info(todo, reason="once")
+    todo.title = "b"
+    session.flush()  # records the info, in the outer transaction
+    savepoint = session.begin_nested()
+    session.add(models.Todo(title="rolled back"))
+    session.flush()
+    savepoint.rollback()
+    session.commit()
+    todo.title = "c"
+    session.commit()
+
+    assert _extra_infos(todo) == [{}, {"reason": "once"}, {}]
+    assert len(activity_rows(db)) == 3
+
+
+def test_append_change_info_recorded_in_a_rolled_back_savepoint_is_kept(db, session, models):
+    todo = add(session, models.Todo(title="a"))
+    append_change_info(todo, reason="retried")
+    savepoint = session.begin_nested()
+    todo.title = "b"
+    session.flush()  # records the info, then loses it with the savepoint
+    savepoint.rollback()
+    todo.title = "b2"
+    session.commit()
+    todo.title = "c"
+    session.commit()
+
+    assert _extra_infos(todo) == [{}, {"reason": "retried"}, {}]
+    assert [snapshot.title for snapshot in todo.versions()] == ["a", "b2", "c"]
+
+
+def test_append_change_info_recorded_in_a_released_savepoint_is_dropped_at_commit(
+    db, session, models
+):
+    todo = add(session, models.Todo(title="a"))
+    append_change_info(todo, reason="nested")
+    with session.begin_nested():
+        todo.title = "b"
+    with session.begin_nested() as savepoint:
+        session.add(models.Todo(title="rolled back"))
+        session.flush()
+        savepoint.rollback()
+    session.commit()
+    todo.title = "c"
+    session.commit()
+
+    assert _extra_infos(todo) == [{}, {"reason": "nested"}, {}]
 
 
 def test_append_change_info_rejects_non_versioned_objects(db, session, models):

@@ -3,8 +3,10 @@ internals, checked directly, so that an upgrade that breaks one fails here by na
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import event, inspect
+from sqlalchemy import delete, event, insert, inspect, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from chrononaut import VersionedSession
 from chrononaut._compat import (
@@ -12,6 +14,9 @@ from chrononaut._compat import (
     changed_since_load,
     instance_state,
     new_instance,
+    statement_parts,
+    statement_shape,
+    updates_on_conflict,
 )
 
 
@@ -66,3 +71,48 @@ def test_flask_sqlalchemy_still_makes_every_session_factory_in_one_method(db):
     assert callable(SQLAlchemy._make_session_factory)
     factory = db._make_session_factory({})
     assert issubclass(factory.class_, VersionedSession)
+
+
+def test_statement_parts_reach_every_cte_and_the_statements_in_them():
+    table = sa.table("item", sa.column("id"), sa.column("title"))
+    in_from = delete(table).returning(table.c.id).cte("in_from")
+    added = update(table).values(title="x").cte("added")
+    in_subquery = insert(table).values(title="y").returning(table.c.id).cte("in_subquery")
+    statement = select(in_from.c.id).where(sa.exists(select(in_subquery.c.id))).add_cte(added)
+
+    parts = list(statement_parts(statement))
+
+    assert parts[0] is statement
+    assert {type(part).__name__ for part in parts} >= {
+        "Select",
+        "CTE",
+        "Delete",
+        "Update",
+        "Insert",
+    }
+
+
+def test_updates_on_conflict_tells_upserts_apart():
+    table = sa.table("item", sa.column("id"), sa.column("title"))
+    values = pg_insert(table).values(id=1, title="x")
+
+    assert updates_on_conflict(
+        values.on_conflict_do_update(index_elements=["id"], set_={"title": "y"})
+    )
+    assert not updates_on_conflict(values.on_conflict_do_nothing())
+    assert not updates_on_conflict(values)
+    assert not updates_on_conflict(insert(table).values(id=1))
+
+
+def test_statement_shape_ignores_bound_values_and_is_kept_on_the_statement():
+    item = sa.table("item", sa.column("id"), sa.column("title"))
+    other = sa.table("other", sa.column("id"))
+    statement = select(item.c.title).where(item.c.id == 1)
+
+    shape = statement_shape(statement)
+
+    assert shape == statement_shape(select(item.c.title).where(item.c.id == 2))
+    assert shape != statement_shape(select(other.c.id).where(other.c.id == 1))
+    assert shape != statement_shape(delete(item).where(item.c.id == 1))
+    # SQLAlchemy computes it once per statement, and reuses it when it executes it.
+    assert statement._generate_cache_key() is statement._generate_cache_key()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import Column, Integer, String, event, insert, inspect, select
+from sqlalchemy import CHAR, Column, Integer, String, event, insert, inspect, select
+from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.orm.exc import StaleDataError
 
 from chrononaut import ChrononautException, Versioned, VersionedSession
 from chrononaut.exceptions import ConcurrentChangeError
 from chrononaut.unsafe import suppress_versioning
 from tests.activity import rows_of
+from tests.models import MODEL_STYLES
 
 
 @pytest.fixture
@@ -311,3 +313,118 @@ def test_composite_and_text_keys_are_checked(db, session, other, models, model_n
         session.commit()
     session.rollback()
     assert [row.version for row in rows_of(db, model.__tablename__)] == [0, 0, 1]
+
+
+# -- merging detached objects -----------------------------------------------------------
+
+
+def _detached_todo(session, models):
+    """A todo committed by ``session``, loaded, then detached with version 0."""
+    todo = _stored_todo(session, models)
+    assert (todo.title, todo.version) == ("a", 0)  # loads it before it is detached
+    session.expunge(todo)
+    return todo
+
+
+def test_merging_a_stale_detached_object_fails(db, session, other, models):
+    mine = _detached_todo(session, models)
+    other.get(models.Todo, mine.id).title = "theirs"
+    other.commit()
+
+    mine.title = "mine"
+    merged = session.merge(mine)
+    with pytest.raises(ConcurrentChangeError, match=re.escape(f"Todo ({mine.id},)")):
+        session.commit()
+    session.rollback()
+
+    assert _versions(db, "todo", id=mine.id) == [(0, "a"), (1, "theirs")]
+    assert (merged.title, merged.version) == ("theirs", 1)
+
+
+def test_merging_a_current_detached_object_records_its_change(db, session, models):
+    mine = _detached_todo(session, models)
+
+    mine.title = "mine"
+    merged = session.merge(mine)
+    session.commit()
+
+    assert _versions(db, "todo", id=mine.id) == [(0, "a"), (1, "mine")]
+    assert merged.version == 1
+
+
+def test_merging_an_object_without_a_version_changes_the_newest(db, session, other, models):
+    # As with SQLAlchemy's version_id_col: leave the version unset to merge onto
+    # whatever version is stored.
+    todo_id = _stored_todo(session, models).id
+    session.expunge_all()
+    other.get(models.Todo, todo_id).title = "theirs"
+    other.commit()
+
+    merged = session.merge(models.Todo(id=todo_id, title="mine"))
+    session.commit()
+
+    assert _versions(db, "todo", id=todo_id) == [(0, "a"), (1, "theirs"), (2, "mine")]
+    assert merged.version == 2
+
+
+def test_merging_a_transient_object_inserts_it(db, session, models):
+    merged = session.merge(models.Todo(id=41, title="new"))
+    session.commit()
+
+    assert _versions(db, "todo", id=41) == [(0, "new")]
+    assert merged.version == 0
+
+
+# -- keys as the database returns them --------------------------------------------------
+
+
+def _char_keyed(db, style):
+    """A versioned model whose primary key is a CHAR(4), which PostgreSQL pads."""
+    if style == "classic":
+
+        class Code(db.Model, Versioned):
+            __tablename__ = "code"
+            code = Column(CHAR(4), primary_key=True)
+            name = Column(String(40))
+
+    else:
+
+        class Code(db.Model, Versioned):  # type: ignore[no-redef]
+            __tablename__ = "code"
+            code: Mapped[str] = mapped_column(CHAR(4), primary_key=True)
+            name: Mapped[str | None] = mapped_column(String(40))
+
+    db.create_all()
+    return Code
+
+
+@pytest.mark.parametrize("style", MODEL_STYLES)
+def test_a_char_primary_key_is_compared_and_stored_as_the_database_pads_it(db, style):
+    model = _char_keyed(db, style)
+    session, other = db.session, VersionedSession(db)
+    mine = model(code="ab", name="a")
+    session.add(mine)
+    session.commit()
+    mine.name = "b"
+    session.commit()
+    theirs = other.get(model, "ab")
+    theirs.name = "c"
+    other.commit()
+
+    assert theirs.code == "ab  "
+    assert [(row.key, row.version, row.data["name"]) for row in rows_of(db, "code")] == [
+        ({"code": "ab  "}, 0, "a"),
+        ({"code": "ab  "}, 1, "b"),
+        ({"code": "ab  "}, 2, "c"),
+    ]
+    assert [snapshot.name for snapshot in mine.versions()] == ["a", "b", "c"]
+    assert [snapshot.name for snapshot in theirs.versions()] == ["a", "b", "c"]
+    # A stale write is still caught.
+    mine.name = "d"
+    theirs.name = "e"
+    other.commit()
+    with pytest.raises(ConcurrentChangeError):
+        session.commit()
+    session.rollback()
+    other.close()
+    assert [row.version for row in rows_of(db, "code")] == [0, 1, 2, 3]

@@ -57,6 +57,25 @@ def test_hidden_untracked_and_unknown_attributes(session, models):
     assert not isinstance(unknown.value, (HiddenAttributeError, UntrackedAttributeError))
 
 
+def test_a_snapshot_of_a_model_that_is_not_versioned_reads_the_same_way(session, models):
+    snapshot = HistorySnapshot(
+        table_name="note",
+        changed=datetime.now(timezone.utc),
+        version=0,
+        key={"id": 1},
+        data={"id": 1},
+        extra_info={"hidden_cols_changed": ["body"]},
+        model=models.Note,
+    )
+
+    assert snapshot.id == 1
+    with pytest.raises(HiddenAttributeError):
+        snapshot.body  # noqa: B018
+    with pytest.raises(AttributeError) as unknown:
+        snapshot.nothing  # noqa: B018
+    assert not isinstance(unknown.value, (HiddenAttributeError, UntrackedAttributeError))
+
+
 def test_attribute_errors_are_attribute_errors(session, models):
     user = models.User(name="ann", email="ann@example.com", password="secret", login_count=3)
     session.add(user)

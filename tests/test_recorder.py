@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
+from chrononaut import VersionedSession
 from chrononaut.capture.recorder import ROWS_PER_STATEMENT
+from chrononaut.exceptions import ConcurrentChangeError
 from tests.activity import activity_rows, rows_of
 from tests.models import Priority
 
@@ -330,3 +332,103 @@ def test_all_rows_of_one_flush_share_its_timestamp(db, models):
     db.session.add_all([models.Todo(title="a"), models.Todo(title="b"), models.Author(name="c")])
     db.session.commit()
     assert len({row.changed for row in activity_rows(db)}) == 1
+
+
+# -- a delete and an insert of one key in one flush -------------------------------------
+
+
+def _replaced_country(db, models):
+    """Country NL at version 1, then deleted and added anew (same key) in one flush;
+    return the new object and the moments before and after that flush."""
+    old = models.Country(code="NL", name="Holland")
+    db.session.add(old)
+    db.session.commit()
+    old.name = "Nederland"
+    db.session.commit()
+    before = datetime.now(timezone.utc)
+    db.session.delete(old)
+    new = models.Country(code="NL", name="Netherlands")
+    db.session.add(new)
+    db.session.commit()
+    return new, before, datetime.now(timezone.utc)
+
+
+def test_replacing_an_object_in_one_flush_records_a_delete_and_an_insert(db, models):
+    # SQLAlchemy turns the pair into one UPDATE of the row ("row switch").
+    new, before, after = _replaced_country(db, models)
+
+    rows = rows_of(db, "country")
+    assert [(row.version, row.data) for row in rows] == [
+        (0, {"code": "NL", "name": "Holland", "version": 0}),
+        (1, {"code": "NL", "name": "Nederland", "version": 1}),
+        (2, {"code": "NL", "name": "Nederland", "version": 2}),  # the delete
+        (0, {"code": "NL", "name": "Netherlands", "version": 0}),  # the insert
+    ]
+    assert rows[2].id < rows[3].id
+    assert rows[2].changed == rows[3].changed
+    db.session.expire_all()
+    assert (new.name, new.version) == ("Netherlands", 0)
+    assert new.version_at(before).name == "Nederland"
+    assert new.version_at(after).name == "Netherlands"
+    assert new.version_at(rows[3].changed).version == 0
+
+    new.name = "The Netherlands"
+    db.session.commit()
+    assert [row.version for row in rows_of(db, "country")] == [0, 1, 2, 0, 1]
+
+
+def test_replacing_a_row_another_transaction_changed_fails(db, models):
+    old = models.Country(code="NL", name="Holland")
+    db.session.add(old)
+    db.session.commit()
+    assert old.version == 0
+    other = VersionedSession(db)
+    other.get(models.Country, "NL").name = "theirs"
+    other.commit()
+    other.close()
+
+    db.session.delete(old)
+    db.session.add(models.Country(code="NL", name="Netherlands"))
+    with pytest.raises(ConcurrentChangeError):
+        db.session.commit()
+    db.session.rollback()
+
+    assert [(row.version, row.data["name"]) for row in rows_of(db, "country")] == [
+        (0, "Holland"),
+        (1, "theirs"),
+    ]
+
+
+def test_a_replacing_object_is_recorded_as_the_row_it_leaves(db, models):
+    # Attributes the new object does not set keep the old row's values in SQLAlchemy's
+    # UPDATE: the snapshot records the row as it is.
+    old = models.Todo(title="old", text="kept", done=True, secret="s")
+    db.session.add(old)
+    db.session.commit()
+    todo_id = old.id
+    db.session.delete(old)
+    db.session.add(models.Todo(id=todo_id, title="new"))
+    db.session.commit()
+    db.session.expunge_all()
+
+    live = db.session.get(models.Todo, todo_id)
+    *_, deleted, inserted = rows_of(db, "todo")
+    assert deleted.data == {
+        "id": todo_id,
+        "title": "old",
+        "text": "kept",
+        "done": True,
+        "priority": None,
+        "due_at": None,
+        "version": 1,
+    }
+    assert inserted.data == {
+        "id": todo_id,
+        "title": "new",
+        "text": live.text,
+        "done": live.done,
+        "priority": None,
+        "due_at": None,
+        "version": 0,
+    }
+    assert (live.title, live.version) == ("new", 0)

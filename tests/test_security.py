@@ -7,7 +7,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, insert, select, text, update
+import sqlalchemy as sa
+from sqlalchemy import MetaData, Table, delete, insert, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from chrononaut import ChrononautException, VersionedSession
@@ -108,21 +111,121 @@ def activity(db, session, models):
     return db.activity_cls
 
 
+_ACTIVITY_COLUMN_TYPES = {
+    "id": sa.BigInteger,
+    "table_name": sa.Text,
+    "changed": sa.DateTime(timezone=True),
+    "version": sa.Integer,
+}
+
+
+def _activity_lightweight(*columns):
+    """The activity table built from its name only, as a script that never imported
+    the model could."""
+    return sa.table(
+        "chrononaut_activity",
+        *(sa.column(column, _ACTIVITY_COLUMN_TYPES.get(column, JSONB)) for column in columns),
+    )
+
+
+def _reflected_activity(session):
+    return Table("chrononaut_activity", MetaData(), autoload_with=session.connection())
+
+
+def _in_a_cte(dml):
+    cte = dml.cte("written")
+    return select(cte.c.id)
+
+
+def _upsert(table, session, **values):
+    """An INSERT of the stored row's own id that turns into an UPDATE of it."""
+    row = session.execute(select(table)).one()._asdict()
+    return (
+        pg_insert(table)
+        .values(row)
+        .on_conflict_do_update(index_elements=["id"], set_={"version": 7, **values})
+    )
+
+
 def _history_writes(activity):
+    """Each way to change or delete stored activity rows: the write, and the versions
+    left when it is allowed to run (one row of version 0 is stored before)."""
     table = activity.__table__
+    lightweight = _activity_lightweight("id", "table_name", "changed", "version")
+    changed, deleted = [7], []
     return {
-        "orm object": lambda session: _change_loaded_row(session, activity),
-        "orm update": lambda session: session.execute(update(activity).values(version=7)),
-        "orm delete": lambda session: session.execute(delete(activity)),
-        "core update": lambda session: session.execute(update(table).values(version=7)),
-        "core delete": lambda session: session.execute(delete(table)),
-        "query update": lambda session: session.query(activity).update({"version": 7}),
-        "query delete": lambda session: session.query(activity).delete(),
-        "bulk_update_mappings": lambda session: session.bulk_update_mappings(
-            activity, [{"id": session.scalar(select(activity.id)), "version": 7}]
+        "orm object": (lambda session: _change_loaded_row(session, activity), changed),
+        "orm update": (
+            lambda session: session.execute(update(activity).values(version=7)),
+            changed,
         ),
-        "bulk_save_objects": lambda session: session.bulk_save_objects(
-            [_changed(session.scalars(select(activity)).one())]
+        "orm delete": (lambda session: session.execute(delete(activity)), deleted),
+        "core update": (lambda session: session.execute(update(table).values(version=7)), changed),
+        "core delete": (lambda session: session.execute(delete(table)), deleted),
+        "query update": (lambda session: session.query(activity).update({"version": 7}), changed),
+        "query delete": (lambda session: session.query(activity).delete(), deleted),
+        "bulk_update_mappings": (
+            lambda session: session.bulk_update_mappings(
+                activity, [{"id": session.scalar(select(activity.id)), "version": 7}]
+            ),
+            changed,
+        ),
+        "bulk_save_objects": (
+            lambda session: session.bulk_save_objects(
+                [_changed(session.scalars(select(activity)).one())]
+            ),
+            changed,
+        ),
+        "lightweight table update": (
+            lambda session: session.execute(update(lightweight).values(version=7)),
+            changed,
+        ),
+        "lightweight table delete": (
+            lambda session: session.execute(delete(lightweight)),
+            deleted,
+        ),
+        "reflected table update": (
+            lambda session: session.execute(update(_reflected_activity(session)).values(version=7)),
+            changed,
+        ),
+        "alias delete": (lambda session: session.execute(delete(table.alias())), deleted),
+        "delete in a cte of a select": (
+            lambda session: session.execute(_in_a_cte(delete(table).returning(table.c.id))),
+            deleted,
+        ),
+        "lightweight update in a cte added to a select": (
+            lambda session: session.execute(
+                select(sa.literal(1)).add_cte(update(lightweight).values(version=7).cte())
+            ),
+            changed,
+        ),
+        "delete in a cte of an append": (
+            lambda session: session.execute(
+                insert(table)
+                .from_select(
+                    ["table_name", "changed", "version"],
+                    select(table.c.table_name, table.c.changed, sa.literal(9)).where(sa.false()),
+                )
+                .add_cte(delete(lightweight).returning(lightweight.c.id).cte())
+            ),
+            deleted,
+        ),
+        "upsert of a stored id": (
+            lambda session: session.execute(_upsert(table, session)),
+            changed,
+        ),
+        "upsert of a stored id into the lightweight table": (
+            lambda session: session.execute(
+                pg_insert(lightweight)
+                .values(
+                    id=session.scalar(select(table.c.id)),
+                    table_name="todo",
+                    changed=sa.func.now(),
+                    version=1,
+                )
+                .on_conflict_do_update(index_elements=["id"], set_={"version": 7})
+            ),
+            changed,
         ),
     }
 
@@ -147,18 +250,32 @@ HISTORY_WRITES = [
     "query delete",
     "bulk_update_mappings",
     "bulk_save_objects",
+    "lightweight table update",
+    "lightweight table delete",
+    "reflected table update",
+    "alias delete",
+    "delete in a cte of a select",
+    "lightweight update in a cte added to a select",
+    "delete in a cte of an append",
+    "upsert of a stored id",
+    "upsert of a stored id into the lightweight table",
 ]
+
+
+def test_every_history_write_is_listed(db):
+    assert sorted(_history_writes(db.activity_cls)) == sorted(HISTORY_WRITES)
 
 
 @pytest.mark.parametrize("write", HISTORY_WRITES)
 @pytest.mark.parametrize("block", [None, "suppress_versioning"])
 def test_history_cannot_be_rewritten(db, session, activity, write, block):
+    statement, _ = _history_writes(activity)[write]
     with pytest.raises(ProtectedHistoryError, match="allow_deleting_history=True"):
         if block is None:
-            _history_writes(activity)[write](session)
+            statement(session)
         else:
             with suppress_versioning():
-                _history_writes(activity)[write](session)
+                statement(session)
     session.rollback()
 
     assert [row.version for row in activity_rows(db)] == [0]
@@ -166,17 +283,62 @@ def test_history_cannot_be_rewritten(db, session, activity, write, block):
 
 @pytest.mark.parametrize("write", HISTORY_WRITES)
 def test_history_can_be_rewritten_on_purpose(db, session, activity, write):
+    statement, versions = _history_writes(activity)[write]
     with suppress_versioning(allow_deleting_history=True):
-        _history_writes(activity)[write](session)
+        statement(session)
         session.commit()
 
-    assert [row.version for row in activity_rows(db)] in ([], [7])
+    assert [row.version for row in activity_rows(db)] == versions
 
 
-def test_history_can_be_appended(db, session, activity):
+def _stored_row(session, activity):
     row = session.execute(select(activity.__table__)).one()._asdict()
     row.pop("id")
-    session.execute(insert(activity), [{**row, "version": 1}])
+    return row
+
+
+APPENDS = {
+    "orm insert": lambda session, activity: session.execute(
+        insert(activity), [{**_stored_row(session, activity), "version": 1}]
+    ),
+    "core insert": lambda session, activity: session.execute(
+        insert(activity.__table__).values({**_stored_row(session, activity), "version": 1})
+    ),
+    "lightweight table insert": lambda session, activity: session.execute(
+        insert(_activity_lightweight("table_name", "changed", "version", "key", "data")).values(
+            table_name="todo",
+            changed=sa.func.now(),
+            version=1,
+            key={"id": 1},
+            data={"title": "a", "version": 1},
+        )
+    ),
+    "insert from a select": lambda session, activity: session.execute(
+        insert(activity.__table__).from_select(
+            ["table_name", "changed", "version", "key", "data"],
+            select(
+                activity.table_name,
+                activity.changed,
+                activity.version + 1,
+                activity.key,
+                activity.data,
+            ),
+        )
+    ),
+    "insert that does nothing on a conflict": lambda session, activity: session.execute(
+        pg_insert(activity.__table__)
+        .values({**_stored_row(session, activity), "version": 1})
+        .on_conflict_do_nothing()
+    ),
+    "orm add": lambda session, activity: session.add(
+        activity(**{**_stored_row(session, activity), "version": 1})
+    ),
+}
+
+
+@pytest.mark.parametrize("append", sorted(APPENDS))
+def test_history_can_be_appended(db, session, activity, append):
+    APPENDS[append](session, activity)
     session.commit()
 
     assert [row.version for row in activity_rows(db)] == [0, 1]

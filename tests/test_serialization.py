@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import ARRAY, JSON, Column, Integer, Text, select
+from sqlalchemy.dialects.postgresql import JSONB
 
+from chrononaut import Versioned
 from chrononaut.flask_versioning import UTC, serialize_datetime
-from chrononaut.history.serialization import serialize_value
+from chrononaut.history.serialization import (
+    deserialize_value,
+    escape_text,
+    serialize_json_value,
+    serialize_value,
+    unescape_text,
+)
 from tests.models import Priority
 
 PLUS_TWO = timezone(timedelta(hours=2))
@@ -161,3 +172,123 @@ def test_flask_versioning_exports_utc():
     assert datetime(2020, 1, 1, tzinfo=UTC).utcoffset() == timedelta(0)
     assert datetime(2020, 7, 1, tzinfo=UTC).dst() in (None, timedelta(0))
     assert serialize_datetime(datetime(2020, 1, 1, tzinfo=UTC)) == "2020-01-01T00:00:00+00:00"
+
+
+# -- NUL in JSON, and the escaped form ---------------------------------------------------
+
+MARK = "\ufdd0"
+# Any text Python can hand to a JSON encoder: NUL and the escape mark included.
+ANY_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12) | st.builds(
+    lambda tail: MARK + tail, st.text(st.characters(exclude_categories=("Cs",)), max_size=8)
+)
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | ANY_TEXT,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(ANY_TEXT, children, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("plain", "plain"),
+        ("a\x00b", MARK + "a\\0b"),
+        ("\x00", MARK + "\\0"),
+        ("back\\slash\x00", MARK + "back\\\\slash\\0"),
+        (MARK + "x", MARK + MARK + "x"),
+        (MARK + "\\0", MARK + MARK + "\\\\0"),
+        ("back\\slash", "back\\slash"),
+    ],
+)
+def test_the_escaped_form(text, stored):
+    assert escape_text(text) == stored
+    assert unescape_text(stored) == text
+
+
+def test_strings_inside_lists_and_dicts_are_escaped_top_level_strings_are_not():
+    value = {"k\x00": ["a\x00", MARK + "m", "plain"], "plain": "x"}
+
+    assert serialize_value(value) == {
+        MARK + "k\\0": [MARK + "a\\0", MARK + MARK + "m", "plain"],
+        "plain": "x",
+    }
+    # A column of any type but JSON cannot hold NUL, and its strings are stored as they are.
+    assert serialize_value(MARK + "m") == MARK + "m"
+
+
+@settings(max_examples=300)
+@given(value=ANY_JSON)
+def test_json_values_read_back_exactly(value):
+    stored = serialize_json_value(value)
+
+    assert "\x00" not in json.dumps(stored, ensure_ascii=False)
+    assert deserialize_value(stored, JSON()) == value
+    assert deserialize_value(stored, JSONB()) == value
+
+
+@settings(max_examples=200)
+@given(items=st.lists(ANY_TEXT, max_size=5))
+def test_text_arrays_read_back_exactly(items):
+    assert deserialize_value(serialize_value(items), ARRAY(Text())) == items
+
+
+@settings(max_examples=100)
+@given(text=ANY_TEXT.filter(lambda text: "\x00" not in text))
+def test_text_columns_are_stored_and_read_as_they_are(text):
+    assert serialize_value(text) == text
+    assert deserialize_value(text, Text()) == text
+
+
+@pytest.fixture
+def Document(db):
+    class Document(db.Model, Versioned):
+        __tablename__ = "document"
+        id = Column(Integer, primary_key=True)
+        body = Column(JSON)
+        title = Column(Text)
+
+    db.create_all()
+    return Document
+
+
+def test_a_json_column_holding_nul_is_saved_and_reads_back(db, Document):
+    body = {"text\x00key": "a\x00b", "items": ["\x00", MARK + "m"], "n": 1}
+    document = Document(body=body, title=MARK + "title")
+    db.session.add(document)
+    db.session.commit()
+    document.body = "bare\x00string"
+    db.session.commit()
+
+    first, second = document.versions()
+    assert first.chrononaut_data["body"] == {
+        MARK + "text\\0key": MARK + "a\\0b",
+        "items": [MARK + "\\0", MARK + MARK + "m"],
+        "n": 1,
+    }
+    assert first.chrononaut_data["title"] == MARK + "title"
+    assert first.typed_data()["body"] == body
+    assert first.typed_data()["title"] == MARK + "title"
+    assert first.reify().body == body
+    assert second.chrononaut_data["body"] == MARK + "bare\\0string"
+    assert second.typed_data()["body"] == "bare\x00string"
+    db.session.expire_all()
+    assert db.session.get(Document, document.id).body == "bare\x00string"
+
+
+def test_json_round_trip_through_the_database(db, Document):
+    session = db.session
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(body=ANY_JSON)
+    def round_trip(body):
+        document = Document(body=body)
+        session.add(document)
+        session.commit()
+        session.expire_all()
+
+        (snapshot,) = document.versions()
+        assert snapshot.typed_data()["body"] == document.body == body
+
+    round_trip()

@@ -80,6 +80,37 @@ def test_versions_are_the_objects_own_snapshots_oldest_first(session, models):
     assert [snapshot.title for snapshot in other.versions()] == ["other", "other 2"]
 
 
+def test_versions_follow_changed_then_id_not_the_order_rows_were_written(db, session, models):
+    # Rows another program appended later may be dated earlier, or share a time: the
+    # order is `changed`, then `id`, whatever order the rows are stored in.
+    todo = _todo_with_titles(session, models, "a", "b")
+    first, second = todo.versions()
+    activity = db.activity_cls
+    for title, changed in (("tie", _changed(second)), ("older", _changed(first) - timedelta(1))):
+        session.add(
+            activity(
+                table_name="todo",
+                changed=changed,
+                version=9,
+                key={"id": todo.id},
+                data={"id": todo.id, "title": title, "version": 9},
+            )
+        )
+        session.commit()
+    expected = ["older", "a", "b", "tie"]
+
+    assert [snapshot.title for snapshot in todo.versions()] == expected
+    assert [row.data["title"] for row in todo.versions(return_query=True)] == expected
+    assert [snapshot.title for snapshot in todo.versions(before=_changed(second))] == expected
+    assert [snapshot.title for snapshot in todo.versions(after=_changed(first))] == expected[1:]
+    assert [
+        row.data["title"] for row in todo.versions(after=_changed(first), return_query=True)
+    ] == expected[1:]
+    unordered = [snapshot.title for snapshot in todo.versions(ordered=False)]
+    assert sorted(unordered) == sorted(expected)
+    assert todo.version_at(_changed(second)).title == "tie"
+
+
 def test_versions_bounds_are_inclusive_on_changed(session, models):
     todo = _todo_with_titles(session, models, "a", "b", "c")
     first, second, third = (_changed(snapshot) for snapshot in todo.versions())
@@ -142,8 +173,10 @@ def test_versions_return_query_gives_activity_rows(db, session, models):
     rows = query.all()
     assert all(isinstance(row, activity) for row in rows)
     assert [row.data["title"] for row in rows] == ["a", "b", "c"]
-    assert todo.versions(before=second, return_query=True).count() == 2
-    assert todo.versions(after=second, ordered=False, return_query=True).count() == 2
+    before = todo.versions(before=second, return_query=True)
+    assert [row.data["title"] for row in before] == ["a", "b"]
+    unordered = todo.versions(after=second, ordered=False, return_query=True)
+    assert sorted(row.data["title"] for row in unordered) == ["b", "c"]
 
 
 # -- version_at() ---------------------------------------------------------------------
@@ -160,7 +193,29 @@ def test_version_at(session, models):
     assert todo.version_at(_changed(second) - ONE_MICROSECOND) == first
     assert todo.version_at(_changed(second)) == second
     assert todo.version_at(_now()) == second
-    assert todo.version_at(_now(), return_snapshot=True) == second
+
+
+def test_version_at_return_snapshot_gives_the_stored_data(session, models):
+    before_creation = _now()
+    todo = _todo_with_titles(session, models, "a", "b", secret="s")
+    first = todo.versions()[0]
+
+    data = todo.version_at(_now(), return_snapshot=True)
+
+    assert type(data) is dict
+    assert data == {
+        "id": todo.id,
+        "title": "b",
+        "text": None,
+        "done": False,
+        "priority": None,
+        "due_at": None,
+        "version": 1,
+    }
+    assert todo.version_at(_changed(first), True)["title"] == "a"
+    assert todo.version_at(before_creation, return_snapshot=True) is None
+    data["title"] = "changed"  # a copy: the snapshot is untouched
+    assert todo.version_at(_now()).title == "b"
 
 
 def test_version_at_between_commits(session, models):

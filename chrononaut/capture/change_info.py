@@ -6,18 +6,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from flask import current_app, g, has_app_context, has_request_context, request
 from sqlalchemy import DateTime
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import InstanceState, Mapped, Session, declared_attr, mapped_column
+
+from chrononaut.exceptions import InvalidArgumentError
+from chrononaut.history.activity import HIDDEN_COLUMNS_CHANGED_KEY
 
 #: Where :func:`~chrononaut.extra_change_info` keeps the info of the open block.
 EXTRA_CHANGE_INFO_KEY = "_chrononaut_extra_change_info"
 #: Where :func:`~chrononaut.append_change_info` keeps an object's own info.
 APPENDED_CHANGE_INFO_KEY = "chrononaut.appended_change_info"
+#: ``Session.info`` key: ``(transaction, state)`` of the appended info recorded and
+#: not committed yet.
+_APPENDED_INFO_RECORDED_KEY = "chrononaut.appended_info_recorded"
 
 
 class ChangeInfoMixin:
@@ -60,12 +67,62 @@ class ChangeInfoMixin:
         return dict(change_info_func() or {}) if change_info_func else {}
 
 
+def refuse_reserved_keys(change_info: Mapping[str, Any]) -> None:
+    """Refuse change info that would take the place of what Chrononaut records itself.
+
+    :raises InvalidArgumentError: ``change_info`` has a ``hidden_cols_changed`` key.
+    """
+    if HIDDEN_COLUMNS_CHANGED_KEY in change_info:
+        raise InvalidArgumentError(
+            f"`{HIDDEN_COLUMNS_CHANGED_KEY}` is recorded by Chrononaut itself: it lists "
+            "the hidden columns a change touched. Give your change info another key."
+        )
+
+
 def active_extra_change_info() -> dict[str, Any] | None:
     """Return the info of the innermost open ``extra_change_info`` block, or ``None``."""
     if not has_app_context():
         return None
     info: dict[str, Any] | None = g.get(EXTRA_CHANGE_INFO_KEY)
     return info
+
+
+def note_appended_info_recorded(session: Session, states: list[InstanceState[Any]]) -> None:
+    """Note that the appended info of ``states`` is recorded in the innermost open
+    transaction, to be dropped when the outermost one commits."""
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(_APPENDED_INFO_RECORDED_KEY, []).extend(
+        (transaction, state) for state in states
+    )
+
+
+def forget_recorded_appended_info(session: Session) -> None:
+    """``after_commit``: drop the appended info the committed transaction recorded."""
+    if session.get_nested_transaction() is not None:
+        return  # a savepoint was released; the transaction around it may still roll back
+    for _, state in session.info.pop(_APPENDED_INFO_RECORDED_KEY, ()):
+        state.info.pop(APPENDED_CHANGE_INFO_KEY, None)
+
+
+def keep_appended_info_rolled_back(session: Session, previous_transaction: Any) -> None:
+    """``after_soft_rollback``: appended info recorded in the transaction rolled back,
+    or in one inside it, is no longer recorded; it stays on its objects, so that a
+    retried commit records it."""
+    recorded = session.info.get(_APPENDED_INFO_RECORDED_KEY)
+    if recorded:
+        session.info[_APPENDED_INFO_RECORDED_KEY] = [
+            (transaction, state)
+            for transaction, state in recorded
+            if not _within(transaction, previous_transaction)
+        ]
+
+
+def _within(transaction: Any, outer: Any) -> bool:
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 class RecordChanges(ChangeInfoMixin):

@@ -9,7 +9,11 @@ from typing import Any
 from flask import g, has_app_context
 from sqlalchemy import inspect
 
-from chrononaut.capture.change_info import APPENDED_CHANGE_INFO_KEY, EXTRA_CHANGE_INFO_KEY
+from chrononaut.capture.change_info import (
+    APPENDED_CHANGE_INFO_KEY,
+    EXTRA_CHANGE_INFO_KEY,
+    refuse_reserved_keys,
+)
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 
@@ -21,9 +25,12 @@ def extra_change_info(**change_info: Any) -> Iterator[None]:
     Blocks nest: an inner block adds to (and may override) the outer block's info.
 
     :raises ChrononautException: there is no Flask application context.
+    :raises InvalidArgumentError: ``change_info`` has a ``hidden_cols_changed`` key, which
+        Chrononaut records itself.
     """
     if not has_app_context():
         raise ChrononautException("`extra_change_info` needs a Flask application context.")
+    refuse_reserved_keys(change_info)
     outer = g.get(EXTRA_CHANGE_INFO_KEY)
     setattr(g, EXTRA_CHANGE_INFO_KEY, {**(outer or {}), **change_info})
     try:
@@ -50,10 +57,13 @@ def append_change_info(obj: Versioned, **change_info: Any) -> AbstractContextMan
     come after the block. It can be used with ``with`` or called on its own.
 
     :raises ChrononautException: ``obj`` is not a :class:`~chrononaut.Versioned` object.
+    :raises InvalidArgumentError: ``change_info`` has a ``hidden_cols_changed`` key, which
+        Chrononaut records itself.
     """
     if not isinstance(obj, Versioned):
         raise InvalidArgumentError(
             f"`append_change_info` takes a Versioned object, not {type(obj).__name__}."
         )
+    refuse_reserved_keys(change_info)
     inspect(obj).info.setdefault(APPENDED_CHANGE_INFO_KEY, {}).update(change_info)
     return nullcontext()

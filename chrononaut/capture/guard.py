@@ -2,9 +2,14 @@
 
 History is only complete if every write to a versioned table goes through the unit of
 work, which records it, and history is only trustworthy if its rows never change. This
-module refuses everything else (bulk statements, the ``bulk_*`` session methods, and
-updates or deletes of activity rows) unless the application opted out on purpose with
-:func:`suppress_versioning`.
+module refuses everything else (statements that write a versioned table, the ``bulk_*``
+session methods, and updates or deletes of activity rows) unless the application opted
+out on purpose with :func:`suppress_versioning`.
+
+Statements are read, not their SQL: every INSERT, UPDATE and DELETE in a statement
+(data-modifying CTEs and upserts included) is found by walking it, and its target is
+recognised by schema and name, so that a table built with ``sqlalchemy.table()``,
+reflected into other metadata or aliased is recognised as well. SQL text is not read.
 """
 
 from __future__ import annotations
@@ -14,16 +19,23 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 from flask import g, has_app_context
+from sqlalchemy import Alias, Delete, Insert, Join, MetaData, Table, TableClause, Update
 from sqlalchemy.orm import Mapper, ORMExecuteState
 
+from chrononaut._compat import statement_parts, statement_shape, updates_on_conflict
 from chrononaut.exceptions import ChrononautException, ProtectedHistoryError, UnrecordedWriteError
 from chrononaut.history.activity import is_history_table
 from chrononaut.history.columns import is_versioned_table
 
 WriteKind = Literal["insert", "update", "delete"]
+Role = Literal["versioned", "history"]
 
 _SUPPRESS_KEY = "_chrononaut_suppress_versioning"
 _ALLOW_DELETE_KEY = "_chrononaut_allow_deleting_history"
+#: ``MetaData.info`` key: ``{table name: {schema: role}}`` of its guarded tables.
+_GUARDED_NAMES_KEY = "chrononaut.guarded_names"
+#: ``Session.info`` key: the metadata (one per bind key) whose guarded tables apply.
+METADATAS_KEY = "chrononaut.metadatas"
 
 
 @contextmanager
@@ -31,12 +43,12 @@ def suppress_versioning(allow_deleting_history: bool = False) -> Iterator[None]:
     """Write no history for the changes flushed inside the block.
 
     Versions are neither bumped nor recorded, so the next recorded change continues
-    from the last recorded version. Bulk statements and the ``bulk_*`` session methods,
-    refused on versioned tables otherwise, run in the block. Rows are still locked and
-    checked against concurrent changes.
+    from the last recorded version. Statements that write versioned tables and the
+    ``bulk_*`` session methods, refused otherwise, run in the block. Rows are still
+    locked and checked against concurrent changes.
 
-    :param allow_deleting_history: also allow deleting activity rows and snapshots;
-        the commit that deletes them must happen inside the block.
+    :param allow_deleting_history: also allow changing and deleting activity rows and
+        snapshots; the commit that changes them must happen inside the block.
     :raises ChrononautException: there is no Flask application context.
     """
     if not has_app_context():
@@ -59,6 +71,16 @@ def versioning_suppressed() -> bool:
     return has_app_context() and bool(g.get(_SUPPRESS_KEY))
 
 
+def guard_table(table: Table, role: Role) -> None:
+    """Note in ``table``'s metadata that statements naming it, in any form, are guarded.
+
+    :param role: ``"versioned"`` for the table of a versioned model, ``"history"`` for
+        an activity table.
+    """
+    names = table.metadata.info.setdefault(_GUARDED_NAMES_KEY, {})
+    names.setdefault(table.name, {})[table.schema] = role
+
+
 def ensure_history_writable(kind: WriteKind) -> None:
     """Refuse to change or delete history outside
     ``suppress_versioning(allow_deleting_history=True)``; adding to it is always allowed.
@@ -76,46 +98,129 @@ def ensure_history_writable(kind: WriteKind) -> None:
 
 
 def refuse_unrecorded_write(table: Any, kind: WriteKind, action: str) -> None:
-    """Refuse a write to ``table`` that bypasses the unit of work and thus history.
+    """Refuse a write to the mapped ``table`` that bypasses the unit of work.
 
-    Inserts into an activity table are allowed (history is append-only); changing or
-    deleting its rows needs ``suppress_versioning(allow_deleting_history=True)``. Any
-    such write to a versioned table needs ``suppress_versioning()``.
-
-    :param table: the table written to.
+    :param table: the table written to, as mapped.
     :param kind: what the write does to the table's rows.
     :param action: how the write was made, for the error message.
     :raises UnrecordedWriteError: the table is versioned and versioning is on.
     :raises ProtectedHistoryError: the table holds history and would lose or change rows.
     """
-    if is_history_table(table):
+    _refuse(_marked_role(table), getattr(table, "name", ""), kind, action)
+
+
+def _refuse(role: Role | None, name: str, kind: WriteKind, action: str) -> None:
+    """The one rule: what a write of ``kind`` to a table of ``role`` may do."""
+    if role == "history":
         ensure_history_writable(kind)
-    elif is_versioned_table(table) and not versioning_suppressed():
+    elif role == "versioned" and not versioning_suppressed():
         raise UnrecordedWriteError(
-            f"{action} on the versioned table {table.name!r} would not be recorded in "
+            f"{action} on the versioned table {name!r} would not be recorded in "
             "its history. Change the objects through the session (load, modify, "
             "commit), which records each change, or run it inside "
             "`chrononaut.unsafe.suppress_versioning()` to skip history on purpose."
         )
 
 
+def _marked_role(table: Any) -> Role | None:
+    if is_history_table(table):
+        return "history"
+    if is_versioned_table(table):
+        return "versioned"
+    return None
+
+
 def refuse_unrecorded_statement(execute_state: ORMExecuteState) -> None:
-    """``do_orm_execute`` listener: refuse INSERT, UPDATE and DELETE statements that
-    would write versioned tables or change history, ORM-enabled or Core."""
-    if execute_state.is_select:
+    """``do_orm_execute`` listener: refuse statements that would write versioned tables
+    or change history, wherever in the statement the write is."""
+    if execute_state.is_relationship_load or execute_state.is_column_load:
+        return  # the ORM's own SELECTs of related objects and expired attributes
+    writes = _writes_of(execute_state.statement)
+    if not writes:
         return
-    if execute_state.is_insert:
-        kind: WriteKind = "insert"
-    elif execute_state.is_update:
-        kind = "update"
-    elif execute_state.is_delete:
-        kind = "delete"
-    else:
-        return
-    mapper = execute_state.bind_mapper
-    statement: Any = execute_state.statement
-    table = statement.table if mapper is None else mapper.local_table
-    refuse_unrecorded_write(table, kind, f"{kind.upper()} statement")
+    session = execute_state.session
+    default_schema: list[str | None] = []
+    for kind, action, table in writes:
+        role = _marked_role(table) or _role_by_name(session, table, default_schema)
+        _refuse(role, table.name, kind, action)
+
+
+Write = tuple[WriteKind, str, TableClause]
+#: What :func:`_writes` found in each statement structure, so that the statements an
+#: application runs again and again are walked once.
+_WRITES_BY_SHAPE: dict[Any, tuple[Write, ...]] = {}
+_MAX_SHAPES = 2000
+
+
+def _writes_of(statement: Any) -> tuple[Write, ...]:
+    shape = statement_shape(statement)
+    if shape is None:
+        return tuple(_writes(statement))
+    writes = _WRITES_BY_SHAPE.get(shape)
+    if writes is None:
+        if len(_WRITES_BY_SHAPE) >= _MAX_SHAPES:
+            _WRITES_BY_SHAPE.clear()
+        writes = _WRITES_BY_SHAPE[shape] = tuple(_writes(statement))
+    return writes
+
+
+def _writes(statement: Any) -> Iterator[Write]:
+    """Yield what each INSERT, UPDATE and DELETE in ``statement`` does, how it was
+    written, and each table it writes."""
+    for element in statement_parts(statement):
+        if isinstance(element, Insert):
+            if updates_on_conflict(element):
+                # Against stored rows an upsert is an UPDATE.
+                kind: WriteKind = "update"
+                action = "INSERT ... ON CONFLICT DO UPDATE statement"
+            else:
+                kind, action = "insert", "INSERT statement"
+        elif isinstance(element, Update):
+            kind, action = "update", "UPDATE statement"
+        elif isinstance(element, Delete):
+            kind, action = "delete", "DELETE statement"
+        else:
+            continue
+        for table in _tables_of(element.table):
+            yield kind, action, table
+
+
+def _tables_of(target: Any) -> Iterator[TableClause]:
+    """Yield the tables a DML target writes: itself, or those under an alias or a join
+    (the ORM's target for a joined-inheritance model)."""
+    if isinstance(target, Alias):
+        yield from _tables_of(target.element)
+    elif isinstance(target, Join):
+        yield from _tables_of(target.left)
+        yield from _tables_of(target.right)
+    elif isinstance(target, TableClause):
+        yield target
+
+
+def _role_by_name(
+    session: Any, table: TableClause, default_schema: list[str | None]
+) -> Role | None:
+    """The role of the guarded table that ``table`` names, in the session's metadata.
+
+    A schema of ``None`` means the connection's default schema, so ``item`` and
+    ``public.item`` are one table (on a default search path).
+    """
+    metadatas: dict[Any, MetaData] = session.info.get(METADATAS_KEY, {})
+    for metadata in metadatas.values():
+        by_schema: dict[str | None, Role] | None = metadata.info.get(_GUARDED_NAMES_KEY, {}).get(
+            table.name
+        )
+        if not by_schema:
+            continue
+        if table.schema in by_schema:
+            return by_schema[table.schema]
+        if not default_schema:
+            default_schema.append(session.get_bind().dialect.default_schema_name or "public")
+        wanted = table.schema or default_schema[0]
+        for schema, role in by_schema.items():
+            if (schema or default_schema[0]) == wanted:
+                return role
+    return None
 
 
 def refuse_history_delete(mapper: Mapper[Any], connection: Any, target: Any) -> None:

@@ -26,6 +26,7 @@ from chrononaut.capture.changes import changes_a_column
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import ConcurrentChangeError
 from chrononaut.history.activity import VERSION_KEY
+from chrononaut.history.columns import VersionedColumns
 
 _LOCK_STATEMENT_KEY = "chrononaut.lock_statement"
 
@@ -54,11 +55,17 @@ def rows_to_lock(session: Session) -> RowsToLock:
 
 
 def version_read(state: InstanceState[Any]) -> Any:
-    """Return the version the session read for ``state``, loading it if it expired."""
+    """Return the version ``state``'s changes are based on, loading it if it expired.
+
+    That is the version the session read, unless a version was set on the object since:
+    ``Session.merge()`` copies the version of the detached object it merges, which is
+    the version that object's changes were made on. (Chrononaut bumps versions only
+    after the rows are locked.)
+    """
     if VERSION_KEY not in changed_since_load(state) and VERSION_KEY in state.dict:
         return state.dict[VERSION_KEY]
     history = state.attrs[VERSION_KEY].load_history()
-    return (history.deleted or history.unchanged or (None,))[0]
+    return (history.added or history.deleted or history.unchanged or (None,))[0]
 
 
 def _lock_statement(version_column: Any, key_columns: Sequence[Any]) -> Select[Any]:
@@ -100,10 +107,13 @@ def lock_rows(connection: Any, version_column: Any, states: Sequence[InstanceSta
     # Once a row is locked, PostgreSQL returns its newest committed version, even if
     # it was changed while this statement waited for the lock.
     stored = {tuple(key): version for version, *key in connection.execute(query, {"keys": keys})}
+    # Keys such as CHAR(n) ones come back in another form than the session holds.
+    stored_identity = VersionedColumns.of(states[0].mapper).stored_identity
     stale = [
         state
         for state in states
-        if state.identity not in stored or stored[state.identity] != version_read(state)
+        if (identity := stored_identity(state.identity)) not in stored
+        or stored[identity] != version_read(state)
     ]
     if stale:
         names = ", ".join(f"{state.class_.__name__} {state.identity}" for state in stale)

@@ -19,6 +19,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import Insert, Table, bindparam, cast, column, event, func, insert, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction, object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from chrononaut._compat import instance_state
 from chrononaut.capture.change_info import (
@@ -26,6 +27,10 @@ from chrononaut.capture.change_info import (
     ChangeInfoMixin,
     RecordChanges,
     active_extra_change_info,
+    forget_recorded_appended_info,
+    keep_appended_info_rolled_back,
+    note_appended_info_recorded,
+    refuse_reserved_keys,
 )
 from chrononaut.capture.changes import (
     changed_attributes,
@@ -34,6 +39,7 @@ from chrononaut.capture.changes import (
     hidden_changed,
 )
 from chrononaut.capture.guard import (
+    guard_table,
     refuse_history_delete,
     refuse_history_update,
     refuse_unrecorded_statement,
@@ -54,7 +60,6 @@ from chrononaut.history.serialization import UTC
 
 _FLUSH_KEY = "chrononaut.flush"
 _INSERT_STATEMENT_KEY = "chrononaut.activity_insert"
-_APPENDED_INFO_RECORDED_KEY = "chrononaut.appended_info_recorded"
 _RECORD_CHANGES_COLUMNS = frozenset({"change_info", "changed"})
 
 
@@ -119,7 +124,9 @@ class FlushRecord:
         """Return a new dict with the extra change info of ``state``'s object: the
         configured function's, then the open block's, then what was appended to it."""
         if model not in self._custom_info:
-            self._custom_info[model] = model._get_custom_change_info()
+            custom_info = model._get_custom_change_info()
+            refuse_reserved_keys(custom_info)
+            self._custom_info[model] = custom_info
         return {
             **self._custom_info[model],
             **self.block_info,
@@ -153,7 +160,10 @@ def _require_change_info(record: FlushRecord, target: object) -> None:
 
 def _mapped_versioned(mapper: Mapper[Any], class_: type[Any]) -> None:
     check_declaration(mapper)
-    mark_versioned_table(mapper.local_table)
+    table = mapper.local_table
+    if isinstance(table, Table):
+        mark_versioned_table(table)
+        guard_table(table, "versioned")
 
 
 def _lock_row(
@@ -177,14 +187,50 @@ def _lock_row(
 
 def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
     record = _flush_record(target)
-    if record is None or not record.recording:
+    if record is None:
+        return
+    state = instance_state(target)
+    columns = VersionedColumns.of_object(mapper, state)
+    replaced = _replaced_row(mapper, state, columns.primary_key)
+    if replaced is not None:
+        _switch_row(mapper, connection, target, replaced)
+    if not record.recording:
         return
     _require_change_info(record, target)
-    columns = VersionedColumns.of(mapper)
-    state = instance_state(target)
     if not columns.version_defaults_to_zero and state.dict.get(VERSION_KEY) is None:
         target.version = 0
     record.pending.append(PendingActivity(target, columns, hidden_changed(state, columns.hidden)))
+
+
+def _replaced_row(
+    mapper: Mapper[Any], state: InstanceState[Any], primary_key: tuple[str, ...]
+) -> Versioned | None:
+    """Return the object, deleted in this flush, whose row the new object of ``state``
+    takes over: the one with the same identity, if there is one."""
+    loaded = state.dict
+    # Keys the database generates are not set yet: the common case ends here.
+    if any(loaded.get(name) is None for name in primary_key) or state.session is None:
+        return None
+    identity = mapper.identity_key_from_instance(state.obj())
+    replaced: Versioned | None = state.session.identity_map.get(identity)
+    return replaced
+
+
+def _switch_row(mapper: Mapper[Any], connection: Any, target: Versioned, old: Versioned) -> None:
+    """Record the delete of ``old``, whose row ``target`` takes over.
+
+    SQLAlchemy turns the pair into one UPDATE (a "row switch") and fires no event for
+    the delete: it is locked and recorded here, before the insert. The UPDATE writes
+    only what ``target`` sets, so the row keeps the old values of the other columns;
+    ``target`` gets them too, so that its snapshot is the row as it is, and the row
+    gets the new object's version 0.
+    """
+    _record_delete(instance_state(old).mapper, connection, old)
+    loaded = instance_state(target).dict
+    for prop in mapper.column_attrs:
+        if prop.key not in loaded:
+            set_committed_value(target, prop.key, getattr(old, prop.key))
+    target.version = 0
 
 
 def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
@@ -195,7 +241,7 @@ def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
     _lock_row(record, mapper, connection, state, deleting=False)
     if not record.recording:
         return
-    columns = VersionedColumns.of(mapper)
+    columns = VersionedColumns.of_object(mapper, state)
     hidden = hidden_changed(state, columns.hidden)
     if not hidden and not changes_any(state, columns.tracked_keys):
         return
@@ -208,11 +254,12 @@ def _record_delete(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
     record = _flush_record(target)
     if record is None:
         return
-    _lock_row(record, mapper, connection, instance_state(target), deleting=True)
+    state = instance_state(target)
+    _lock_row(record, mapper, connection, state, deleting=True)
     if not record.recording:
         return
     _require_change_info(record, target)
-    columns = VersionedColumns.of(mapper)
+    columns = VersionedColumns.of_object(mapper, state)
     data = columns.data_of(target)
     data[VERSION_KEY] = (data[VERSION_KEY] or 0) + 1
     record.pending.append(
@@ -254,7 +301,7 @@ def _write_activity(session: Session, flush_context: UOWTransaction) -> None:
         return
     rows_by_table: dict[Table, list[dict[str, Any]]] = {}
     tables: dict[type[Any], Table] = {}
-    appended_info_states = session.info.setdefault(_APPENDED_INFO_RECORDED_KEY, [])
+    appended_info_states: list[InstanceState[Any]] = []
     for change in record.pending:
         target, columns = change.target, change.columns
         model = type(target)
@@ -283,17 +330,12 @@ def _write_activity(session: Session, flush_context: UOWTransaction) -> None:
                 _activity_insert(table),
                 {"rows": rows[first : first + ROWS_PER_STATEMENT], "changed": record.changed},
             )
-
-
-def _forget_recorded_appended_info(session: Session) -> None:
-    for state in session.info.pop(_APPENDED_INFO_RECORDED_KEY, ()):
-        state.info.pop(APPENDED_CHANGE_INFO_KEY, None)
+    if appended_info_states:
+        note_appended_info_recorded(session, appended_info_states)
 
 
 def _discard_flush_state(session: Session) -> None:
-    # The appended info stays on its objects, so that a retried commit records it.
     session.info.pop(_FLUSH_KEY, None)
-    session.info.pop(_APPENDED_INFO_RECORDED_KEY, None)
 
 
 def _stamp(target: RecordChanges, record: FlushRecord) -> None:
@@ -324,8 +366,9 @@ def _stamp_update(mapper: Mapper[Any], connection: Any, target: RecordChanges) -
 _SESSION_LISTENERS = (
     ("before_flush", _start_flush),
     ("after_flush", _write_activity),
-    ("after_commit", _forget_recorded_appended_info),
+    ("after_commit", forget_recorded_appended_info),
     ("after_rollback", _discard_flush_state),
+    ("after_soft_rollback", keep_appended_info_rolled_back),
     ("do_orm_execute", refuse_unrecorded_statement),
 )
 _MAPPER_LISTENERS = (
@@ -349,6 +392,7 @@ def listen(activity_class: type[Activity]) -> None:
             event.listen(VersionedSession, name, session_listener)
         for mixin, name, mapper_listener in _MAPPER_LISTENERS:
             event.listen(mixin, name, mapper_listener, propagate=True)
+    guard_table(activity_class.__table__, "history")
     if not event.contains(activity_class, "before_delete", refuse_history_delete):
         event.listen(activity_class, "before_delete", refuse_history_delete)
         event.listen(activity_class, "before_update", refuse_history_update)

@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 
-from chrononaut.capture.guard import WriteKind, ensure_history_writable, refuse_unrecorded_write
+from chrononaut.capture.guard import (
+    METADATAS_KEY,
+    WriteKind,
+    ensure_history_writable,
+    refuse_unrecorded_write,
+)
 from chrononaut.exceptions import ChrononautException
 from chrononaut.history.activity import activity_class_for, is_activity
 from chrononaut.history.snapshot import HistorySnapshot
@@ -21,7 +27,15 @@ class VersionedSession(Session):
 
     The recording itself is done by event listeners on this class (in
     ``chrononaut.recorder``), so subclasses record history too.
+
+    :param db: the extension whose models the session writes.
     """
+
+    def __init__(self, db: SQLAlchemy, **kwargs: Any) -> None:
+        super().__init__(db, **kwargs)
+        # The write guard recognises tables by name in the metadata of every bind key;
+        # the mapping is live, so bind keys declared later are seen too.
+        self.info[METADATAS_KEY] = db.metadatas
 
     def get_bind(
         self,

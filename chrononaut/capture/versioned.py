@@ -20,6 +20,10 @@ class Versioned(ChangeInfoMixin, HistoryReads):
         Attribute names whose changes make a version without storing the value; the
         names that changed are listed in ``extra_info["hidden_cols_changed"]``.
 
+    Each is a list, tuple or set of column attribute names outside the primary key and
+    ``version``, checked when the model is mapped. Set on an instance, they apply from
+    its next flush: its untracked list replaces the class's, its hidden list adds to it.
+
     A nullable integer ``version`` column is added unless the model or a mapped parent
     already has one. The query methods come from
     :class:`~chrononaut.history.reads.HistoryReads`.

@@ -13,10 +13,11 @@ from sqlalchemy.orm import Query, object_session
 
 from chrononaut._compat import instance_state
 from chrononaut.exceptions import InvalidArgumentError
-from chrononaut.history.activity import HIDDEN_COLUMNS_CHANGED_KEY, activity_class_for
+from chrononaut.history.activity import activity_class_for
 from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.serialization import as_utc
 from chrononaut.history.snapshot import HistorySnapshot, changes_between
+from chrononaut.history.snapshot import hidden_changes_of as hidden_changes_of  # read from here
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -86,12 +87,6 @@ def object_history(
     table_name = VersionedColumns.of(inspect(model)).table_name
     rows = session.execute(statements.versions, {"table_name": table_name, "key": key})
     return [HistorySnapshot.from_activity(row, model) for row in rows]
-
-
-def hidden_changes_of(snapshot: HistorySnapshot) -> tuple[str, ...]:
-    """Return the names of the hidden columns the change of ``snapshot`` touched."""
-    names = snapshot.chrononaut_extra_info.get(HIDDEN_COLUMNS_CHANGED_KEY) or ()
-    return tuple(names)
 
 
 def hidden_columns_changed(snapshots: Iterable[HistorySnapshot]) -> list[str]:
@@ -187,14 +182,33 @@ class HistoryReads:
             criteria.append(activity.changed >= as_utc(after))
         return criteria
 
-    def version_at(self, at: datetime, return_snapshot: bool = False) -> HistorySnapshot | None:
+    @overload
+    def version_at(
+        self, at: datetime, return_snapshot: Literal[False] = ...
+    ) -> HistorySnapshot | None: ...
+
+    @overload
+    def version_at(self, at: datetime, return_snapshot: Literal[True]) -> dict[str, Any] | None: ...
+
+    @overload
+    def version_at(
+        self, at: datetime, return_snapshot: bool
+    ) -> HistorySnapshot | dict[str, Any] | None: ...
+
+    def version_at(
+        self, at: datetime, return_snapshot: bool = False
+    ) -> HistorySnapshot | dict[str, Any] | None:
         """Return the state of this object at time ``at``: the newest snapshot changed at
         or before it, or ``None`` if the object did not exist yet.
 
         :param at: the point in time; a naive datetime is taken to be UTC.
-        :param return_snapshot: accepted for compatibility; a snapshot is always returned.
+        :param return_snapshot: return the snapshot's stored data instead, as a new plain
+            dict (``{"title": ..., "version": 1}``), as the original did.
         """
-        return self._newest_snapshot(at)
+        snapshot = self._newest_snapshot(at)
+        if return_snapshot and snapshot is not None:
+            return dict(snapshot.chrononaut_data)
+        return snapshot
 
     def previous_version(self) -> HistorySnapshot | None:
         """Return the newest snapshot with a version lower than the object's, or ``None``."""

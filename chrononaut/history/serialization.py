@@ -47,6 +47,37 @@ def as_utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
 
 
+#: Starts every escaped string. U+FDD0 is a Unicode noncharacter: reserved for use
+#: inside programs, it is never assigned, so ordinary text practically never starts
+#: with it (and is escaped when it does, so that reading back is never ambiguous).
+ESCAPE_MARK = "\ufdd0"
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+
+
+def escape_text(text: str) -> str:
+    """Return ``text`` in the form a snapshot can store inside JSON.
+
+    PostgreSQL's ``json`` type, and lists and dicts in Python, may hold strings with NUL
+    (``"\\u0000"``), which ``jsonb`` refuses. Such a string, and one that starts with
+    :data:`ESCAPE_MARK`, is stored as the mark followed by the text with each backslash
+    doubled and each NUL written as a backslash and ``0``: ``"a\\x00b"`` is stored as
+    ``"\\ufdd0a\\\\0b"``. Every other string is stored as it is.
+    :func:`unescape_text` reads it back.
+    """
+    if "\x00" not in text and not text.startswith(ESCAPE_MARK):
+        return text
+    return ESCAPE_MARK + text.replace("\\", "\\\\").replace("\x00", "\\0")
+
+
+def unescape_text(stored: str) -> str:
+    """Return the string that :func:`escape_text` stored as ``stored``."""
+    if not stored.startswith(ESCAPE_MARK):
+        return stored
+    return _ESCAPED.sub(
+        lambda escape: "\x00" if escape[1] == "0" else escape[1], stored[len(ESCAPE_MARK) :]
+    )
+
+
 def serialize_value(value: Any) -> Any:
     """Return the JSON value a snapshot stores for one column value.
 
@@ -55,12 +86,14 @@ def serialize_value(value: Any) -> Any:
     - datetimes become UTC ISO text (:func:`serialize_datetime`);
     - bytes become their standard Base64 text;
     - lists, tuples (``ARRAY`` columns) and dicts (``JSON`` columns) stay JSON arrays and
-      objects, their items stored by these same rules;
+      objects, their items stored by these same rules and the strings among their
+      items and keys escaped by :func:`escape_text`;
     - anything else, enum members included, is stored as ``str(value)``: for example
       ``"Priority.HIGH"``, ``"12.50"`` for a ``Decimal``, ``"2024-05-01"`` for a date,
       ``"1 day, 2:00:00"`` for a timedelta.
 
-    :func:`deserialize_value` reads each of them back.
+    :func:`deserialize_value` reads each of them back. The value of a ``JSON`` column
+    is stored with :func:`serialize_json_value`.
     """
     # Enum members are checked first: a str- or int-based enum would otherwise pass as
     # its plain value, while history has always stored them as ``str(member)``.
@@ -75,10 +108,18 @@ def serialize_value(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, (list, tuple)):
-        return [serialize_value(item) for item in value]
+        return [serialize_json_value(item) for item in value]
     if isinstance(value, dict):
-        return {str(name): serialize_value(item) for name, item in value.items()}
+        return {escape_text(str(name)): serialize_json_value(item) for name, item in value.items()}
     return str(value)
+
+
+def serialize_json_value(value: Any) -> Any:
+    """Return the JSON value a snapshot stores for the value of a ``JSON`` column, or
+    for an item of a list or dict: :func:`serialize_value`, with a string escaped by
+    :func:`escape_text` (a ``json`` string may hold NUL, text columns cannot)."""
+    stored = serialize_value(value)
+    return escape_text(stored) if isinstance(stored, str) else stored
 
 
 _TIMEDELTA = re.compile(
@@ -131,8 +172,8 @@ def deserialize_value(stored: Any, column_type: types.TypeEngine[Any]) -> Any:
     ``float`` (NaN and infinities included) for ``Float``, ``date``, ``time``,
     ``timedelta``, ``uuid.UUID``, enum members, ``bytes`` and lists of such items for
     ``ARRAY``. Datetimes come back in UTC: aware for ``DateTime(timezone=True)``, naive
-    otherwise. Values of types it does not know (``JSON`` included) are returned as
-    stored.
+    otherwise. ``JSON`` values come back with their strings unescaped
+    (:func:`unescape_text`). Values of types it does not know are returned as stored.
 
     :param stored: the value from a snapshot's ``data`` or ``key``.
     :param column_type: the type of the model's column, such as ``column.type``.
@@ -141,6 +182,8 @@ def deserialize_value(stored: Any, column_type: types.TypeEngine[Any]) -> Any:
     """
     if stored is None:
         return None
+    if isinstance(column_type, types.JSON):
+        return _unescape_json(stored)
     if isinstance(column_type, types.ARRAY):
         if isinstance(stored, str):
             stored = ast.literal_eval(stored)  # str(list), as releases before 0.6 stored
@@ -184,8 +227,20 @@ _PARSERS: dict[type[Any], Any] = {
 }
 
 
+def _unescape_json(stored: Any) -> Any:
+    if isinstance(stored, str):
+        return unescape_text(stored)
+    if isinstance(stored, list):
+        return [_unescape_json(item) for item in stored]
+    if isinstance(stored, dict):
+        return {unescape_text(name): _unescape_json(item) for name, item in stored.items()}
+    return stored
+
+
 def _parse_array(stored: Any, column_type: types.ARRAY[Any]) -> Any:
     if not isinstance(stored, list):
+        if isinstance(stored, str) and not isinstance(column_type.item_type, types.JSON):
+            stored = unescape_text(stored)
         return deserialize_value(stored, column_type.item_type)
     items = [_parse_array(item, column_type) for item in stored]
     return tuple(items) if column_type.as_tuple else items

@@ -17,7 +17,8 @@ from chrononaut.exceptions import (
     InvalidArgumentError,
     UntrackedAttributeError,
 )
-from chrononaut.history.activity import VERSION_KEY
+from chrononaut.history.activity import HIDDEN_COLUMNS_CHANGED_KEY, VERSION_KEY
+from chrononaut.history.columns import HIDDEN_ATTRIBUTE, UNTRACKED_ATTRIBUTE, VersionedColumns
 from chrononaut.history.serialization import deserialize_value
 
 
@@ -148,14 +149,19 @@ class HistorySnapshot:
         if name in data:
             return data[name]
         model = object.__getattribute__(self, "_model")
-        if name in getattr(model, "__chrononaut_hidden__", ()):
+        if name in getattr(model, HIDDEN_ATTRIBUTE, ()) or name in hidden_changes_of(self):
             raise HiddenAttributeError(f"{name!r} is a hidden column: its values are not stored.")
-        if name in getattr(model, "__chrononaut_untracked__", ()):
+        if name in getattr(model, UNTRACKED_ATTRIBUTE, ()):
             raise UntrackedAttributeError(f"{name!r} is an untracked column.")
-        if model is not None and name in inspect(model).relationships:
-            raise ChrononautRelationshipError(
-                f"{name!r} is a relationship: snapshots hold column values only."
-            )
+        if model is not None:
+            mapper = inspect(model)
+            if name in mapper.relationships:
+                raise ChrononautRelationshipError(
+                    f"{name!r} is a relationship: snapshots hold column values only."
+                )
+            if name in mapper.column_attrs:
+                # Untracked by the instance when it was recorded, or not yet a column.
+                raise UntrackedAttributeError(f"{name!r} is not stored in this snapshot.")
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}.")
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -239,6 +245,31 @@ class HistorySnapshot:
             f"<HistorySnapshot table={meta['table_name']!r} key={self._key!r} "
             f"version={self._version!r} changed={meta['changed'].isoformat()!r}>"
         )
+
+
+def hidden_changes_of(snapshot: HistorySnapshot) -> tuple[str, ...]:
+    """Return the names of the hidden columns the change of ``snapshot`` touched.
+
+    Only a list under ``extra_info["hidden_cols_changed"]`` counts, and of it only the
+    names of columns the model could hide (not its primary key, ``version`` or its
+    untracked columns) whose value the snapshot does not store: whatever else a row
+    may hold under that key was not written by Chrononaut and is ignored.
+    """
+    names = snapshot.chrononaut_extra_info.get(HIDDEN_COLUMNS_CHANGED_KEY)
+    if not isinstance(names, list):
+        return ()
+    stored = snapshot.chrononaut_data
+    model = snapshot.chrononaut_model
+    hideable = None if model is None else VersionedColumns.of(inspect(model)).hideable
+    return tuple(
+        dict.fromkeys(
+            name
+            for name in names
+            if isinstance(name, str)
+            and name not in stored
+            and (hideable is None or name in hideable)
+        )
+    )
 
 
 def changes_between(
