@@ -1,8 +1,8 @@
 """A small app that shows Chrononaut at work: ``python -m chrononaut.demo``.
 
-It defines two models, records a short, made-up history for them (several people
-editing documents, a password change, a deleted document) and serves the history
-viewer of :mod:`chrononaut.views` under ``/history``.
+It defines three models, records a short, made-up history for them (several people
+editing documents, a password change, a deleted document, a shop clerk moving an order
+along) and serves the history viewer of :mod:`chrononaut.views` under ``/history``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 from flask import Flask, redirect, render_template, url_for
@@ -17,7 +18,7 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 from sqlalchemy import select
 
 from chrononaut import extra_change_info, rationale
-from chrononaut.demo.models import Document, Person, db
+from chrononaut.demo.models import Document, Order, OrderStatus, Person, db
 from chrononaut.views import history_blueprint
 
 __all__ = ["create_app", "seed"]
@@ -54,6 +55,7 @@ def create_app(database_url: str) -> Flask:
             report=documents.get("Quarterly report"),
             ada=db.session.scalar(select(Person).where(Person.email == "ada@example.org")),
             scratch_id=_deleted_document_id(),
+            order=db.session.scalar(select(Order).order_by(Order.id).limit(1)),
             database_url=database_url,
         )
 
@@ -86,7 +88,11 @@ def _editing_as(app: Flask, person: Person | None, remote_addr: str) -> Iterator
     # A request of the person's own, so the history records their email (through
     # Flask-Login) and address just as it would for a real edit.
     with app.test_request_context(environ_base={"REMOTE_ADDR": remote_addr}):
-        if person is not None:
+        # The seed runs in one app context, whose ``g`` would keep the last person
+        # signed in.
+        if person is None:
+            logout_user()
+        else:
             login_user(person)
         yield
 
@@ -163,4 +169,28 @@ def seed(app: Flask) -> bool:
         with _editing_as(app, ada, "198.51.100.7"), rationale("duplicate of the handbook"):
             session.delete(scratch)
             session.commit()
+        _seed_shop(app)
         return True
+
+
+def _seed_shop(app: Flask) -> None:
+    """A clerk takes an order, marks it paid, corrects the customer and ships it."""
+    session = db.session
+    with _editing_as(app, None, "192.0.2.1"), rationale("shop opened"):
+        clerk = Person(email="clerk@shop.example", name="Clerk", role="clerk", password_hash="x5")
+        session.add(clerk)
+        session.commit()
+    clerk_at = "192.0.2.50"
+    with _editing_as(app, clerk, clerk_at):
+        order = Order(customer="Hopper Ltd", total=Decimal("120.00"))
+        session.add(order)
+        session.commit()
+    with _editing_as(app, clerk, clerk_at), rationale("payment received"):
+        order.status = OrderStatus.PAID
+        session.commit()
+    with _editing_as(app, clerk, clerk_at), extra_change_info(ticket="SHOP-3"):
+        order.customer = "Hopper & Sons Ltd"
+        session.commit()
+    with _editing_as(app, clerk, clerk_at), rationale("sent by courier"):
+        order.status = OrderStatus.SHIPPED
+        session.commit()

@@ -1,9 +1,12 @@
-"""The demo's models: people who sign in, and the documents they edit."""
+"""The demo's models: people who sign in, the documents they edit, and a shop's orders."""
 
 from __future__ import annotations
 
+import enum
+from decimal import Decimal
+
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import Enum, ForeignKey, Numeric, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chrononaut import Versioned, VersionedSQLAlchemy
@@ -43,3 +46,22 @@ class Document(db.Model, Versioned):  # type: ignore[name-defined, misc]
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="draft")
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("demo_person.id"))
+
+
+class OrderStatus(enum.Enum):
+    """Where an order is; history stores a status as ``"OrderStatus.PAID"``."""
+
+    NEW = "new"
+    PAID = "paid"
+    SHIPPED = "shipped"
+
+
+class Order(db.Model, Versioned):  # type: ignore[name-defined, misc]
+    """A shop's order: a customer, a total and a status that the clerk moves along."""
+
+    __tablename__ = "demo_order"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer: Mapped[str] = mapped_column(String(200))
+    total: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    status: Mapped[OrderStatus] = mapped_column(Enum(OrderStatus), default=OrderStatus.NEW)

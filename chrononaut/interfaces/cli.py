@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +15,21 @@ from sqlalchemy import inspect as sql_inspect
 
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import ChrononautException
-from chrononaut.history.reads import hidden_changes_of
+from chrononaut.interfaces.display import (
+    as_text,
+    change_info_text,
+    column_changes,
+    columns_text,
+    model_label,
+)
+from chrononaut.interfaces.export import (
+    ACTIVITY_CSV_HEADER,
+    HISTORY_CSV_HEADER,
+    feed_document,
+    feed_rows,
+    history_rows,
+    timeline_document,
+)
 from chrononaut.interfaces.text import (
     MAX_ROWS,
     format_key,
@@ -24,10 +40,10 @@ from chrononaut.interfaces.text import (
     visible,
 )
 from chrononaut.interfaces.timeline import (
+    FILTERABLE_KINDS,
     HIDDEN_MARKER,
     activity_feed,
     extension,
-    extra_of,
     object_exists,
     object_timeline,
     table_name_of,
@@ -43,6 +59,15 @@ if TYPE_CHECKING:
 #: The commands; the extension adds them to ``app.cli`` as ``flask chrononaut``, with
 #: its help text.
 chrononaut_cli = AppGroup("chrononaut")
+
+_format_option = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="table for people; json or csv for scripts.",
+)
 
 
 def _model_argument(name: str) -> type[Versioned]:
@@ -61,7 +86,16 @@ def _console() -> Console:
         raise click.ClickException(
             "The history commands print with rich: pip install 'chrononaut[cli]'."
         ) from None
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if console.is_terminal:
+        return console
+    # Into a file or a pipe nothing is wrapped or cut to a terminal's width: a table is
+    # as wide as its longest values.
+    return Console(highlight=False, width=_UNLIMITED_WIDTH, soft_wrap=True)
+
+
+# Wider than any line a table prints, so that none is cropped; rich pads no line to it.
+_UNLIMITED_WIDTH = 1_000_000
 
 
 def _table(*headings: str) -> Table:
@@ -69,27 +103,33 @@ def _table(*headings: str) -> Table:
 
     table = Table()
     for heading in headings:
-        table.add_column(heading)
+        # In a terminal too narrow for a value, it is folded onto more lines, never cut.
+        table.add_column(heading, overflow="fold")
     return table
 
 
 def _text(value: str, style: str = "") -> Text:
-    """Everything printed goes through here: a stored value could otherwise move the
-    cursor, clear the screen or reorder a line, and rich would read "[...]" in a plain
-    string as markup."""
+    """Everything printed in a table goes through here, already made visible: a stored
+    value could otherwise move the cursor, clear the screen or reorder a line, and rich
+    would read "[...]" in a plain string as markup."""
     from rich.text import Text
 
-    return Text(visible(value), style=style)
-
-
-def _plain(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    return Text(value, style=style)
 
 
 def _cell(value: Any) -> Text:
-    if value is None:
-        return _text("null", style="dim italic")
-    return _text(_plain(value))
+    return _text(as_text(value), style="dim" if value is None else "")
+
+
+def _write_csv(header: Iterable[str], rows: Iterable[list[str]]) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+
+
+def _write_json(document: dict[str, Any]) -> None:
+    # ensure_ascii: every control character and bidirectional override is a \u escape.
+    click.echo(json.dumps(document, indent=2))
 
 
 def _parsed_option(parse: Callable[[str], Any]) -> Callable[..., Any]:
@@ -104,17 +144,11 @@ def _parsed_option(parse: Callable[[str], Any]) -> Callable[..., Any]:
     return callback
 
 
-def _change_info(extra: dict[str, Any], hidden_changed: bool) -> Text:
-    parts = [f"{name}: {_plain(value)}" for name, value in extra.items()]
-    if hidden_changed:
-        parts.append("hidden columns changed")
-    return _text("; ".join(parts))
-
-
 @chrononaut_cli.command("history")
 @click.argument("model_name", metavar="MODEL")
 @click.argument("key")
-def history_command(model_name: str, key: str) -> None:
+@_format_option
+def history_command(model_name: str, key: str, output_format: str) -> None:
     """Print every version of one object and what changed in each.
 
     MODEL is a versioned model's class or table name. KEY is the object's primary key:
@@ -132,21 +166,33 @@ def history_command(model_name: str, key: str) -> None:
     shown_key = visible(format_key(parsed_key))
     if not entries:
         raise click.ClickException(f"{model.__name__} {shown_key} has no recorded history.")
+    deleted = not object_exists(session, model, parsed_key)
+    if output_format == "json":
+        _write_json(timeline_document(model, parsed_key, entries, deleted=deleted))
+        return
+    if output_format == "csv":
+        _write_csv(HISTORY_CSV_HEADER, history_rows(entries))
+        return
     console = _console()
     for entry in entries:
-        heading = [f"Version {entry.version}", f"{utc(entry.changed):%Y-%m-%d %H:%M:%S} UTC"]
-        heading += [str(part) for part in (entry.user_id, entry.remote_addr) if part]
-        heading += [f"{name}: {_plain(value)}" for name, value in entry.extra.items()]
-        console.print(_text(" | ".join(heading), style="bold"))
+        heading = [
+            f"Version {entry.version}",
+            entry.kind,
+            f"{utc(entry.changed):%Y-%m-%d %H:%M:%S} UTC",
+            f"user: {as_text(entry.user_id)}",
+            f"address: {as_text(entry.remote_addr)}",
+        ]
+        info = change_info_text(entry)
+        console.print(_text(" | ".join([*heading, info] if info else heading), style="bold"))
         table = _table("Column", "Before", "After")
-        for column, (old, new) in sorted(entry.changes.items()):
-            table.add_row(_text(column), _cell(old), _cell(new))
+        for change in column_changes(entry):
+            table.add_row(_text(as_text(change.column)), _cell(change.before), _cell(change.after))
         for column in entry.hidden_changed:
-            table.add_row(_text(column), _text(""), _text(HIDDEN_MARKER, style="italic"))
+            table.add_row(_text(as_text(column)), _text(""), _text(HIDDEN_MARKER, style="italic"))
         if not entry.changes and not entry.hidden_changed:
             table.add_row(_text("(no tracked column changed)", style="dim"))
         console.print(table)
-    if not object_exists(session, model, parsed_key):
+    if deleted:
         console.print(_text(f"{model.__name__} {shown_key} has been deleted."))
 
 
@@ -161,13 +207,17 @@ def history_command(model_name: str, key: str) -> None:
 @click.option(
     "--user", callback=_parsed_option(parse_user), help="Only changes made by this user id."
 )
+@click.option("--kind", type=click.Choice(FILTERABLE_KINDS), help="Only changes of this kind.")
 @click.option("--limit", type=click.IntRange(min=1, max=MAX_ROWS), default=50, show_default=True)
+@_format_option
 def activity_command(
     since: datetime | None,
     until: datetime | None,
     model_name: str | None,
     user: str | None,
+    kind: str | None,
     limit: int,
+    output_format: str,
 ) -> None:
     """Print the latest changes of all versioned models, newest first.
 
@@ -175,30 +225,49 @@ def activity_command(
     """
     db = extension()
     table_name = table_name_of(_model_argument(model_name)) if model_name else None
-    changes = activity_feed(
+    entries = activity_feed(
         db.session(),
         db.activity_cls,
         since=since,
         until=until,
         table_name=table_name,
         user_id=user,
+        kind=kind,
         limit=limit,
     )
+    if output_format == "json":
+        _write_json(feed_document(entries))
+        return
+    if output_format == "csv":
+        _write_csv(ACTIVITY_CSV_HEADER, feed_rows(entries))
+        return
     console = _console()
-    table = _table("Changed (UTC)", "Table", "Key", "Version", "User", "Address", "Change info")
-    for change in changes:
-        user_info = change.chrononaut_user_info
+    table = _table(
+        "Changed (UTC)",
+        "Kind",
+        "Model",
+        "Key",
+        "Version",
+        "Columns",
+        "User",
+        "Address",
+        "Change info",
+    )
+    for entry in entries:
+        columns = columns_text(entry)
         table.add_row(
-            _text(f"{utc(change.chrononaut_changed):%Y-%m-%d %H:%M:%S}"),
-            _text(change.chrononaut_meta["table_name"]),
-            _text(format_key(dict(change.chrononaut_key))),
-            _text(str(change.chrononaut_version)),
-            _cell(user_info.get("user_id")),
-            _cell(user_info.get("remote_addr")),
-            _change_info(extra_of(change), bool(hidden_changes_of(change))),
+            _text(f"{utc(entry.changed):%Y-%m-%d %H:%M:%S}"),
+            _text(entry.kind),
+            _text(as_text(model_label(entry))),
+            _text(as_text(format_key(dict(entry.snapshot.chrononaut_key)))),
+            _text(str(entry.version)),
+            _text(columns, style="") if columns else _cell(None),
+            _cell(entry.user_id),
+            _cell(entry.remote_addr),
+            _text(change_info_text(entry)),
         )
     console.print(table)
-    console.print(f"{len(changes)} change{'' if len(changes) == 1 else 's'} shown.")
+    console.print(f"{len(entries)} change{'' if len(entries) == 1 else 's'} shown.")
 
 
 @chrononaut_cli.command("convert")

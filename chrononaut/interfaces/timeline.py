@@ -8,12 +8,13 @@ row written before the column was made hidden) is never passed on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from flask import current_app
-from sqlalchemy import inspect, select
+from sqlalchemy import ColumnElement, inspect, select, true, tuple_
 
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import InvalidArgumentError
@@ -29,6 +30,16 @@ if TYPE_CHECKING:
 
 #: Shown in place of a hidden column's value, which is never stored.
 HIDDEN_MARKER = "changed (hidden)"
+
+#: The kinds of change :func:`kind_of` tells apart, as the viewer and the commands
+#: label them.
+CREATED, CHANGED, DELETED = "created", "changed", "deleted"
+
+#: The kinds the activity feed can be filtered by (:func:`kind_condition`).
+FILTERABLE_KINDS = (CREATED, CHANGED)
+
+# The kind of each recorded operation, for rows that record theirs.
+_KIND_OF_OPERATION = {"insert": CREATED, "update": CHANGED, "delete": DELETED}
 
 
 def extension() -> VersionedSQLAlchemy:
@@ -73,8 +84,8 @@ class TimelineEntry:
     """One version of an object and what changed since the version before it.
 
     :ivar snapshot: the version as recorded.
-    :ivar changes: ``{column: (before, after)}`` of the tracked columns; on the first
-        version every column is new, with ``None`` before.
+    :ivar changes: ``{column: (before, after)}`` of the tracked columns; when the object
+        was created every column is new, with ``None`` before.
     :ivar hidden_changed: names of the hidden columns that changed in this version.
     """
 
@@ -86,6 +97,26 @@ class TimelineEntry:
     def version(self) -> int:
         """The version number the object had in this state."""
         return self.snapshot.chrononaut_version
+
+    @property
+    def kind(self) -> str:
+        """What happened to the object: see :func:`kind_of`."""
+        return kind_of(self.snapshot)
+
+    @property
+    def model(self) -> type[Any] | None:
+        """The versioned model of the object, ``None`` for a table no model maps."""
+        return self.snapshot.chrononaut_model
+
+    @property
+    def changed_columns(self) -> list[str]:
+        """The names of the tracked columns this change touched, sorted; when the object
+        was created, those it gave a value. Hidden columns are in
+        :attr:`hidden_changed`."""
+        created = self.kind == CREATED
+        return sorted(
+            column for column, (_, new) in self.changes.items() if not created or new is not None
+        )
 
     @property
     def changed(self) -> datetime:
@@ -134,6 +165,59 @@ def extra_of(snapshot: HistorySnapshot) -> dict[str, Any]:
     return {name: value for name, value in extra_info.items() if name != HIDDEN_COLUMNS_CHANGED_KEY}
 
 
+def kind_of(snapshot: HistorySnapshot) -> str:
+    """Return what the change of ``snapshot`` did: :data:`CREATED`, :data:`CHANGED` or
+    :data:`DELETED`.
+
+    A snapshot that records its operation says; otherwise version 0 is a creation and
+    any other version a change.
+    """
+    operation = getattr(snapshot, "chrononaut_operation", None)
+    if operation in _KIND_OF_OPERATION:
+        return _KIND_OF_OPERATION[operation]
+    return CREATED if snapshot.chrononaut_version == 0 else CHANGED
+
+
+def kind_condition(activity: Any, kind: str) -> ColumnElement[bool]:
+    """Return the condition on the activity table (or an alias of it) that selects the
+    changes of one kind, one of :data:`FILTERABLE_KINDS`.
+
+    :raises ValueError: ``kind`` is not one of them.
+    """
+    if kind == CREATED:
+        return cast("ColumnElement[bool]", activity.c.version == 0)
+    if kind == CHANGED:
+        return cast("ColumnElement[bool]", activity.c.version > 0)
+    raise InvalidArgumentError(
+        f"{kind!r} is not a kind of change to filter by: {', '.join(FILTERABLE_KINDS)}"
+    )
+
+
+def model_names() -> dict[str, type[Versioned]]:
+    """Return the versioned model of each ``table_name`` the activity rows carry; a table
+    that several models share (single-table inheritance) maps to the first by name."""
+    by_table: dict[str, type[Versioned]] = {}
+    for model in versioned_models():
+        by_table.setdefault(table_name_of(model), model)
+    return by_table
+
+
+def _entry(
+    previous: HistorySnapshot | None, snapshot: HistorySnapshot, hidden: frozenset[str]
+) -> TimelineEntry:
+    """Return the entry of ``snapshot``, compared with the object's ``previous`` one."""
+    if kind_of(snapshot) == CREATED:
+        previous = None  # a key used again starts a new object: everything is new
+    changes = changes_between(previous, snapshot)
+    hidden_changed = dict.fromkeys(hidden_changes_of(snapshot))
+    # A value under a hidden column comes from a row written before the column was
+    # hidden: it is named as changed, never shown.
+    for column in sorted(hidden & changes.keys()):
+        del changes[column]
+        hidden_changed[column] = None
+    return TimelineEntry(snapshot, changes, tuple(hidden_changed))
+
+
 def object_timeline(
     session: Session, model: type[Versioned], key: dict[str, Any]
 ) -> list[TimelineEntry]:
@@ -147,14 +231,7 @@ def object_timeline(
     entries = []
     previous: HistorySnapshot | None = None
     for snapshot in object_history(session, model, key):
-        changes = changes_between(previous, snapshot)
-        hidden_changed = dict.fromkeys(hidden_changes_of(snapshot))
-        # A value under a hidden column comes from a row written before the column
-        # was hidden: it is named as changed, never shown.
-        for column in hidden & changes.keys():
-            del changes[column]
-            hidden_changed[column] = None
-        entries.append(TimelineEntry(snapshot, changes, tuple(hidden_changed)))
+        entries.append(_entry(previous, snapshot, hidden))
         previous = snapshot
     return entries
 
@@ -173,27 +250,80 @@ def activity_feed(
     until: datetime | None = None,
     table_name: str | None = None,
     user_id: str | None = None,
+    kind: str | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> list[HistorySnapshot]:
-    """Return recorded changes of every versioned model, newest first.
+) -> list[TimelineEntry]:
+    """Return recorded changes of every versioned model, newest first, each compared
+    with the previous snapshot of its object.
+
+    One query reads the page and, for each change on it, the object's snapshot before
+    it (one index lookup each), however long the objects' histories are.
 
     :param activity: the activity model (``db.activity_cls``).
     :param since: only changes at or after this time (naive: UTC).
     :param until: only changes at or before this time (naive: UTC).
     :param table_name: only changes of this table.
     :param user_id: only changes whose ``user_info`` names this user.
+    :param kind: only changes of this kind, one of :data:`FILTERABLE_KINDS`.
     :param limit: at most this many changes.
     :param offset: skip this many of the newest changes first (for paging).
+    :raises ValueError: ``kind`` is not one to filter by.
     """
-    query = select(activity)
+    table = activity.__table__
+    c = table.c
+    page = select(table)
     if since is not None:
-        query = query.where(activity.changed >= utc(since))
+        page = page.where(c.changed >= utc(since))
     if until is not None:
-        query = query.where(activity.changed <= utc(until))
+        page = page.where(c.changed <= utc(until))
     if table_name is not None:
-        query = query.where(activity.table_name == table_name)
+        page = page.where(c.table_name == table_name)
     if user_id is not None:
-        query = query.where(activity.user_info["user_id"].astext == user_id)
-    query = query.order_by(activity.changed.desc(), activity.id.desc()).limit(limit).offset(offset)
-    return [HistorySnapshot.from_activity(row) for row in session.scalars(query)]
+        page = page.where(c.user_info["user_id"].astext == user_id)
+    if kind is not None:
+        page = page.where(kind_condition(table, kind))
+    newest_first = (c.changed.desc(), c.id.desc())
+    rows = page.order_by(*newest_first).limit(limit).offset(offset).subquery("page")
+    before = table.alias("before")
+    previous = (
+        select(
+            before.c.changed.label("previous_changed"),
+            before.c.version.label("previous_version"),
+            before.c.data.label("previous_data"),
+        )
+        .where(
+            before.c.table_name == rows.c.table_name,
+            before.c.key == rows.c.key,
+            tuple_(before.c.changed, before.c.id) < tuple_(rows.c.changed, rows.c.id),
+        )
+        .order_by(before.c.changed.desc(), before.c.id.desc())
+        .limit(1)
+        .lateral("previous")
+    )
+    query = (
+        select(rows, previous)
+        .select_from(rows.outerjoin(previous, true()))
+        .order_by(rows.c.changed.desc(), rows.c.id.desc())
+    )
+    models = model_names()
+    entries = []
+    for row in session.execute(query):
+        model = models.get(row.table_name)
+        snapshot = HistorySnapshot.from_activity(row, model)
+        entries.append(_entry(_previous_of(row, model), snapshot, hidden_columns(model)))
+    return entries
+
+
+def _previous_of(row: Any, model: type[Any] | None) -> HistorySnapshot | None:
+    data: Mapping[str, Any] | None = row.previous_data
+    if data is None:
+        return None
+    return HistorySnapshot(
+        table_name=row.table_name,
+        changed=row.previous_changed,
+        version=row.previous_version,
+        key=row.key,
+        data=data,
+        model=model,
+    )

@@ -18,9 +18,16 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
 
 from chrononaut.exceptions import InvalidArgumentError
-from chrononaut.history.reads import hidden_changes_of
+from chrononaut.interfaces.display import (
+    MISSING,
+    MISSING_LABEL,
+    column_changes,
+    model_label,
+    readable_state,
+)
 from chrononaut.interfaces.text import (
     format_key,
     parse_key,
@@ -31,10 +38,11 @@ from chrononaut.interfaces.text import (
     visible,
 )
 from chrononaut.interfaces.timeline import (
+    FILTERABLE_KINDS,
     HIDDEN_MARKER,
+    TimelineEntry,
     activity_feed,
     extension,
-    extra_of,
     object_exists,
     object_timeline,
     table_name_of,
@@ -43,7 +51,7 @@ from chrononaut.interfaces.timeline import (
 )
 
 # The query parameters of the feed that its page links keep.
-_FILTERS = ("model", "user", "since", "until")
+_FILTERS = ("model", "kind", "user", "since", "until")
 
 
 def history_blueprint(
@@ -55,13 +63,15 @@ def history_blueprint(
     """Make the blueprint of the history viewer.
 
     Its pages: ``/`` lists the versioned models, ``/activity`` is the activity feed
-    (filters ``model``, ``user``, ``since``, ``until``; paging with ``page``), and
-    ``/objects/<model>?key=<key>`` is the timeline of one object, with the model given
-    by class or table name and the key as :func:`chrononaut.interfaces.text.parse_key` reads it.
+    (filters ``model``, ``kind``, ``user``, ``since``, ``until``; paging with ``page``),
+    and ``/objects/<model>?key=<key>`` is the timeline of one object, with the model
+    given by class or table name and the key as
+    :func:`chrononaut.interfaces.text.parse_key` reads it. Its stylesheet, under
+    ``/static/``, is public: it holds no data.
 
-    :param permission: called without arguments on every request, inside the request
-        context; the page is shown only when it returns true. ``None`` (the default)
-        refuses every request with 403, so history is never shown by accident.
+    :param permission: called without arguments on every request for a page, inside the
+        request context; the page is shown only when it returns true. ``None`` (the
+        default) refuses every page with 403, so history is never shown by accident.
     :param name: the blueprint name, for registering more than one viewer.
     :param per_page: how many changes one page of the activity feed shows.
     :return: a blueprint to pass to :meth:`flask.Flask.register_blueprint`.
@@ -79,8 +89,18 @@ def history_blueprint(
 
     @blueprint.before_request
     def check_permission() -> None:
+        # The stylesheet is the same for everyone, so that the 403 page and an app's
+        # own pages that link it are styled before anyone signs in.
+        if request.endpoint == f"{request.blueprint}.static":
+            return
         if permission is None or not permission():
             abort(403)
+
+    @blueprint.errorhandler(403)
+    @blueprint.errorhandler(404)
+    def error_page(error: HTTPException) -> tuple[str, int]:
+        code = error.code or 500
+        return render_template("chrononaut/error.html", error=error, code=code), code
 
     @blueprint.app_template_filter("chrononaut_time")
     def format_time(moment: datetime) -> str:
@@ -90,6 +110,10 @@ def history_blueprint(
     def show_visibly(text: str) -> str:
         # Line breaks stay: a page shows them inside the value's own cell.
         return "\n".join(visible(line) for line in str(text).split("\n"))
+
+    @blueprint.context_processor
+    def marks() -> dict[str, str]:
+        return {"missing": MISSING, "missing_label": MISSING_LABEL, "hidden_marker": HIDDEN_MARKER}
 
     @blueprint.route("/")
     def index() -> str:
@@ -124,9 +148,10 @@ def _timeline_page(model_name: str) -> str:
         "chrononaut/timeline.html",
         model=model,
         key=key,
-        entries=list(reversed(entries)),
+        entries=[
+            (entry, column_changes(entry), readable_state(entry)) for entry in reversed(entries)
+        ],
         deleted=not object_exists(session, model, key),
-        hidden_marker=HIDDEN_MARKER,
     )
 
 
@@ -140,6 +165,11 @@ def _activity_page(per_page: int) -> tuple[str, int]:
             filters["table_name"] = table_name_of(versioned_model(model_name))
         except ValueError as error:
             errors.append(str(error))
+    if args.get("kind"):
+        if args["kind"] in FILTERABLE_KINDS:
+            filters["kind"] = args["kind"]
+        else:
+            errors.append(f"kind: {args['kind']!r} is not one of {', '.join(FILTERABLE_KINDS)}")
     if args.get("user"):
         try:
             filters["user_id"] = parse_user(args["user"])
@@ -157,32 +187,25 @@ def _activity_page(per_page: int) -> tuple[str, int]:
         errors.append(f"page: {error}")
         number = 1
 
-    changes = []
+    entries = []
     if not errors:
         db = extension()
         # One row more than a page tells whether there is a next page without a COUNT.
-        changes = activity_feed(
+        entries = activity_feed(
             db.session(),
             db.activity_cls,
             limit=per_page + 1,
             offset=(number - 1) * per_page,
             **filters,
         )
-    has_next = len(changes) > per_page
+    has_next = len(entries) > per_page
     # Only the filters: other names could be url_for's own arguments (_external...).
     query: dict[str, Any] = {name: args[name] for name in _FILTERS if args.get(name)}
     html = render_template(
         "chrononaut/activity.html",
-        changes=[
-            (
-                change,
-                format_key(dict(change.chrononaut_key)),
-                extra_of(change),
-                hidden_changes_of(change),
-            )
-            for change in changes[:per_page]
-        ],
+        changes=[_feed_row(entry) for entry in entries[:per_page]],
         models=versioned_models(),
+        kinds=FILTERABLE_KINDS,
         args=args,
         errors=errors,
         page=number,
@@ -190,3 +213,13 @@ def _activity_page(per_page: int) -> tuple[str, int]:
         next_url=url_for(".activity", page=number + 1, **query) if has_next else None,
     )
     return html, 400 if errors else 200
+
+
+def _feed_row(entry: TimelineEntry) -> dict[str, Any]:
+    key = format_key(dict(entry.snapshot.chrononaut_key))
+    url = None
+    if entry.model is not None:
+        url = url_for(
+            ".timeline", model_name=entry.model.__name__, key=key, _anchor=f"v{entry.version}"
+        )
+    return {"entry": entry, "model": model_label(entry), "key": key, "url": url}
