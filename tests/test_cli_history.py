@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta
 
 import pytest
@@ -30,13 +33,17 @@ def test_history_prints_each_version_and_its_changes(app, run, session, models):
     result = run("history", "Todo", str(todo.id))
     assert result.exit_code == 0, result.output
     out = result.output
-    assert out.index("Version 0") < out.index("Version 1") < out.index("Version 3")
-    assert "| ada@example.org | 10.0.0.1" in out
-    assert "Version 1 |" in out and "grace@example.org | 10.0.0.2 | rationale: clearer title" in out
-    assert "ticket: T-7" in out
+    headings = [line for line in out.splitlines() if line.startswith("Version ")]
+    assert [re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "TIME", line) for line in headings] == [
+        "Version 0 | created | TIME | user: ada@example.org | address: 10.0.0.1",
+        "Version 1 | changed | TIME | user: grace@example.org | address: 10.0.0.2 | "
+        "rationale: clearer title",
+        "Version 2 | changed | TIME | user: ada@example.org | address: 10.0.0.1",
+        "Version 3 | changed | TIME | user: grace@example.org | address: 10.0.0.2 | ticket: T-7",
+    ]
     title_rows = [line for line in out.splitlines() if "│ title " in line]
     assert [[cell.strip() for cell in line.split("│")[2:4]] for line in title_rows] == [
-        ["null", "Draft"],
+        ["—", "Draft"],
         ["Draft", "Final"],
     ]
     assert "changed (hidden)" in out
@@ -81,20 +88,109 @@ def test_activity_prints_the_feed_newest_first_with_filters(app, run, session, m
 
     result = run("activity")
     assert result.exit_code == 0, result.output
-    rows = [line for line in result.output.splitlines() if "│ todo " in line or "│ country" in line]
-    assert [row.split("│")[2].strip() for row in rows] == ["country"] + ["todo"] * 4
+    assert table_rows(result.output) == [
+        ["created", "Country", "NO", "0", "code, name", "grace@example.org", "10.0.0.2", ""],
+        ["changed", "Todo", "1", "3", "done", "grace@example.org", "10.0.0.2", "ticket: T-7"],
+        ["changed", "Todo", "1", "2", "secret (hidden)", "ada@example.org", "10.0.0.1", ""],
+        ["changed", "Todo", "1", "1", "title", "grace@example.org", "10.0.0.2",
+         "rationale: clearer title"],
+        ["created", "Todo", "1", "0", "done, id, text, title, secret (hidden)",
+         "ada@example.org", "10.0.0.1", ""],
+    ]  # fmt: skip
     assert "5 changes shown." in result.output
-    assert "hidden columns changed" in result.output
     assert "hunter2" not in result.output
 
     result = run("activity", "--model", "Todo", "--user", "grace@example.org", "--limit", "1")
-    rows = [line.split("│")[2:5] for line in result.output.splitlines() if "│ todo " in line]
-    assert [[cell.strip() for cell in row] for row in rows] == [["todo", "1", "3"]]
+    assert [row[:4] for row in table_rows(result.output)] == [["changed", "Todo", "1", "3"]]
     assert "1 change shown." in result.output
+
+    result = run("activity", "--kind", "created")
+    assert [row[:4] for row in table_rows(result.output)] == [
+        ["created", "Country", "NO", "0"],
+        ["created", "Todo", "1", "0"],
+    ]
+    result = run("activity", "--kind", "changed", "--model", "todo")
+    assert [row[3] for row in table_rows(result.output)] == ["3", "2", "1"]
 
     later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
     assert "0 changes shown." in run("activity", "--since", later).output
     assert "5 changes shown." in run("activity", "--until", later).output
+
+
+def table_rows(output):
+    """The cells of a printed activity table after its time column, stripped."""
+    return [
+        [cell.strip() for cell in line.split("│")[2:-1]]
+        for line in output.splitlines()
+        if line.startswith("│")
+    ]
+
+
+def test_output_that_is_not_a_terminal_is_never_wrapped_or_cut(app, db, session, models):
+    long_reason = "the customer asked for the second time to change the delivery address"
+    with acting_as(app, "customer-service@shop.example", "10.0.0.3"), rationale(long_reason):
+        todo = models.Todo(title="Deliver to the new address", text="a" * 300)
+        session.add(todo)
+        session.commit()
+    # A terminal 40 columns wide, but the output goes elsewhere (the runner's buffer).
+    run = cli_runner(app, columns=40)
+    activity = run("activity").output
+    assert f"customer-service@shop.example │ 10.0.0.3 │ rationale: {long_reason} │" in activity
+    history = run("history", "Todo", str(todo.id)).output
+    assert f"│ text     │ —      │ {'a' * 300} │" in history
+    assert history.splitlines()[0].endswith(f"| rationale: {long_reason}")
+    assert "…" not in activity + history
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("columns", [None, "30"])
+def test_the_commands_piped_to_another_program_print_whole_lines(database_url, columns):
+    url = database_url.render_as_string(hide_password=False)
+    env = {name: value for name, value in os.environ.items() if name not in ("COLUMNS", "LINES")}
+    if columns:
+        env["COLUMNS"] = columns
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from chrononaut.demo import create_app, seed; seed(create_app({url!r}))",
+        ],
+        check=True,
+        env=env,
+    )
+    flask = [sys.executable, "-m", "flask", "--app", f"chrononaut.demo:create_app({url!r})"]
+
+    def piped(*args):
+        result = subprocess.run(
+            [*flask, "chrononaut", *args], capture_output=True, text=True, env=env, check=True
+        )
+        return result.stdout
+
+    activity = piped("activity", "--limit", "100")
+    assert "23 changes shown." in activity
+    rows = {tuple(row) for row in table_rows(activity)}
+    assert (
+        "changed",
+        "Document",
+        "3",
+        "1",
+        "—",
+        "ada@example.org",
+        "198.51.100.7",
+        "rationale: duplicate of the handbook",
+    ) in rows
+    assert ("created", "Order", "1", "0", "customer, id, status, total", "clerk@shop.example",
+            "192.0.2.50", "") in rows  # fmt: skip
+    assert len(rows) == 23
+    handbook = piped("history", "Document", "2")
+    sections = r"1. Welcome\n2. On-call\n3. Holidays\n4. Expenses\n5. Security\n6. Travel"
+    body_rows = [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in handbook.splitlines()
+        if line.startswith("│ body")
+    ]
+    assert body_rows[-1] == ["body", sections, sections + r"\n7. Offboarding"]
+    assert "…" not in activity + handbook
 
 
 def test_activity_refuses_a_time_that_is_not_iso(run, models):
@@ -171,34 +267,32 @@ def test_history_prints_stored_control_characters_visibly(app, tricky_history):
     assert not UNSAFE.findall(result.output)
     heading = result.output.splitlines()[0]
     assert heading.endswith(
-        f"| {TRICKS_SHOWN} | {TRICKS_SHOWN} | \\x1b[8m: {TRICKS_SHOWN} | rationale: {TRICKS_SHOWN}"
+        f"| user: {TRICKS_SHOWN} | address: {TRICKS_SHOWN} | {CHANGE_INFO_SHOWN}"
     )
-    assert f"│ title    │ null   │ {TRICKS_SHOWN} │" in result.output
-    assert "│ \\x1b[8mcolumn │ null   │ 1     │" in result.output
+    assert f"│ title    │ —      │ {TRICKS_SHOWN} │" in result.output
+    assert "│ \\x1b[8mcolumn │ —      │ 1     │" in result.output
 
     result = cli_runner(app, columns=1000)("history", "Country", "\u202e\x1b")
     assert result.exit_code == 0, result.output
     assert not UNSAFE.findall(result.output)
-    assert "│ code   │ null   │ \\u202e\\x1b │" in result.output
+    assert "│ code   │ —      │ \\u202e\\x1b │" in result.output
 
 
 def test_activity_prints_stored_control_characters_visibly(app, tricky_history):
     result = cli_runner(app, columns=1000)("activity")
     assert result.exit_code == 0, result.output
     assert not UNSAFE.findall(result.output)
-    rows = [
-        [cell.strip() for cell in line.split("│")[2:-1]]
-        for line in result.output.splitlines()
-        if line.startswith("│")
-    ]
-    assert sorted(rows) == sorted(
+    todo = str(tricky_history.id)
+    assert sorted(table_rows(result.output)) == sorted(
         [
-            ["\\x1b]0;pwned\\x07", "{}", "0", "null", "null", ""],
-            ["todo", str(tricky_history.id), "1", "null", "null", ""],
-            ["country", "\\u202e\\x1b", "0", TRICKS_SHOWN, TRICKS_SHOWN, CHANGE_INFO_SHOWN],
-            ["todo", str(tricky_history.id), "0", TRICKS_SHOWN, TRICKS_SHOWN, CHANGE_INFO_SHOWN],
+            ["created", "\\x1b]0;pwned\\x07", "{}", "0", "—", "—", "—", ""],
+            ["changed", "Todo", todo, "1", "\\x1b[8mcolumn", "—", "—", ""],
+            ["created", "Country", "\\u202e\\x1b", "0", "code, name", TRICKS_SHOWN,
+             TRICKS_SHOWN, CHANGE_INFO_SHOWN],
+            ["created", "Todo", todo, "0", "done, id, text, title", TRICKS_SHOWN, TRICKS_SHOWN,
+             CHANGE_INFO_SHOWN],
         ]
-    )
+    )  # fmt: skip
 
 
 CHANGE_INFO_SHOWN = f"\\x1b[8m: {TRICKS_SHOWN}; rationale: {TRICKS_SHOWN}"

@@ -390,5 +390,5 @@ def test_the_viewer_shows_columns_stored_on_one_side_only(app, db, session, two_
 
     page = " ".join(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True)).split())
     assert response.status_code == 200
-    assert "legacy x null" in page
-    assert "text null t" in page
+    assert "legacy x — none" in page
+    assert "text — none t" in page

@@ -214,6 +214,8 @@ def test_history_of_a_key_without_history_exits_1(run, history):
         (["--since", "\x00"], r"'\x00' is not an ISO 8601 date or time"),
         (["--until", "9999-12-31T23:59:59-01:00"], "is out of range: in UTC it falls outside"),
         (["--model", "\x00"], r"no versioned model named '\x00'"),
+        (["--kind", "deleted\x00"], r"'deleted\x00' is not one of 'created', 'changed'"),
+        (["--format", "\x1b[2J"], r"'\x1b[2J' is not one of 'table', 'json', 'csv'"),
     ],
 )
 def test_activity_refuses_options_it_cannot_use(run, history, args, message):
@@ -253,6 +255,10 @@ KNOWN_VALUES = [
     "1",
     "2",
     "grace@example.org",
+    "created",
+    "changed",
+    "json",
+    "csv",
     "2024-05-01",
     "2024-05-01T12:30+02:00",
     "9999-12-31T23:59:59-23:59",
@@ -291,7 +297,7 @@ URL_VALUES = st.one_of(
     arbitrary_inputs(st.characters(exclude_categories=["Cs"])),
     st.binary(max_size=20),
 )
-PARAMETERS = st.sampled_from(["model", "user", "since", "until", "page", "key"])
+PARAMETERS = st.sampled_from(["model", "kind", "user", "since", "until", "page", "key"])
 UNKNOWN_PARAMETERS = st.one_of(
     st.sampled_from(["endpoint", "_external", "_scheme", "_anchor", "_method", ""]),
     st.text(st.characters(exclude_categories=["Cs"]), max_size=8),
@@ -341,18 +347,28 @@ def assert_clean_exit(result):
         assert result.output.rstrip("\n").splitlines()[-1].startswith("Error: ")
 
 
+FORMATS = st.one_of(st.sampled_from(["table", "json", "csv"]), CLI_VALUES)
+
+
 @settings(max_examples=300, deadline=None)
-@given(model=st.one_of(st.sampled_from(MODEL_NAMES), CLI_VALUES), key=CLI_VALUES)
-def history_exits(run, session, model, key):
+@given(
+    model=st.one_of(st.sampled_from(MODEL_NAMES), CLI_VALUES),
+    key=CLI_VALUES,
+    output_format=FORMATS,
+)
+def history_exits(run, session, model, key, output_format):
     session.rollback()  # as the end of each command would; an error is seen once
-    assert_clean_exit(run("history", "--", model, key))
+    assert_clean_exit(run("history", "--format", output_format, "--", model, key))
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     options=st.lists(
         st.tuples(
-            st.sampled_from(["--since", "--until", "--model", "--user", "--limit"]), CLI_VALUES
+            st.sampled_from(
+                ["--since", "--until", "--model", "--user", "--kind", "--limit", "--format"]
+            ),
+            CLI_VALUES,
         ),
         max_size=4,
     )

@@ -7,18 +7,41 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
 
 from chrononaut import extra_change_info, rationale
 from chrononaut.history.serialization import UTC
 from chrononaut.unsafe import suppress_versioning
 from chrononaut.views import history_blueprint
+from tests.models import Priority
 from tests.viewer_data import acting_as, todo_history, viewer_client
+
+PAGES = ["/", "/activity", "/objects/Todo?key=1"]
+MISSING_HTML = (
+    '<span class="none"><span aria-hidden="true">—</span><span class="sr-only">none</span></span>'
+)
 
 
 @pytest.fixture
 def client(app, db, models):
     return viewer_client(app)
+
+
+@pytest.fixture
+def feed(app, db, models):
+    """A function that returns the rows of the first page of the feed (25 changes) for a
+    query string, each as the texts of its cells that the eye sees."""
+    app.register_blueprint(
+        history_blueprint(lambda: True, name="long", per_page=25), url_prefix="/long"
+    )
+    client = app.test_client()
+
+    def rows(query=""):
+        response = client.get(f"/long/activity?{query}")
+        assert response.status_code == 200
+        return feed_rows(response.get_data(as_text=True))
+
+    return rows
 
 
 def timeline_url(model, key):
@@ -30,10 +53,66 @@ def text_of(response):
     return " ".join(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True)).split())
 
 
-@pytest.mark.parametrize("path", ["/", "/activity", "/objects/Todo?key=1", "/static/viewer.css"])
+def seen(html):
+    """The text of ``html`` as the eye sees it: without tags and without the words for
+    screen readers only, white space collapsed."""
+    html = re.sub(r'<span class="sr-only">[^<]*</span>', "", html)
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def feed_rows(html):
+    body = html.split("<tbody>")[1].split("</tbody>")[0]
+    return [
+        [seen(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.DOTALL)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body, re.DOTALL)
+    ]
+
+
+@pytest.mark.parametrize("path", PAGES)
 def test_every_page_is_forbidden_without_a_permission_callback(app, db, models, path):
     app.register_blueprint(history_blueprint(), url_prefix="/history")
-    assert app.test_client().get("/history" + path).status_code == 403
+    response = app.test_client().get("/history" + path)
+    assert response.status_code == 403
+    html = response.get_data(as_text=True)
+    assert '<link rel="stylesheet" href="/history/static/viewer.css">' in html
+    assert "<title>403 Forbidden · Chrononaut</title>" in html
+    assert '<a href="/">back to the application</a>' in html
+
+
+@pytest.mark.parametrize("permission", [None, lambda: False])
+def test_the_stylesheet_is_public_while_every_page_stays_forbidden(app, db, models, permission):
+    app.register_blueprint(history_blueprint(permission), url_prefix="/history")
+    client = app.test_client()
+    stylesheet = client.get("/history/static/viewer.css")
+    assert stylesheet.status_code == 200
+    assert stylesheet.mimetype == "text/css"
+    assert b".bar" in stylesheet.get_data()
+    assert [client.get("/history" + path).status_code for path in PAGES] == [403, 403, 403]
+
+
+def test_error_pages_lead_back_and_show_no_stored_data(app, db, session, models):
+    allowed = []
+    app.register_blueprint(history_blueprint(lambda: bool(allowed)), url_prefix="/history")
+    todo = models.Todo(title="Confidential plan")
+    session.add(todo)
+    session.commit()
+    client = app.test_client()
+    # An application mounted below /shop: its root is /shop/.
+    mounted = {"base_url": "http://localhost/shop"}
+    forbidden = client.get(f"/history/objects/Todo?key={todo.id}", **mounted)
+    assert forbidden.status_code == 403
+    assert "Confidential" not in forbidden.get_data(as_text=True)
+    assert '<a href="/shop/">back to the application</a>' in forbidden.get_data(as_text=True)
+
+    allowed.append(True)
+    missing = client.get("/history/objects/Todo?key=12345", **mounted)
+    assert missing.status_code == 404
+    html = missing.get_data(as_text=True)
+    assert "<title>404 Not Found · Chrononaut</title>" in html
+    assert "Todo 12345 has no recorded history." in html
+    assert '<a href="/shop/history/">versioned models</a>' in html
+    assert '<a href="/shop/history/activity">activity feed</a>' in html
+    assert "Confidential" not in html
 
 
 def test_the_permission_callback_decides_each_request(app, db, session, models):
@@ -45,7 +124,6 @@ def test_the_permission_callback_decides_each_request(app, db, session, models):
     assert client.get("/history/activity").status_code == 403
     allowed.append(True)
     assert client.get("/history/activity").status_code == 200
-    assert client.get("/history/static/viewer.css").status_code == 200
 
 
 def test_a_page_size_below_one_is_refused():
@@ -65,15 +143,18 @@ def test_timeline_shows_each_version_with_who_why_and_a_diff(app, client, sessio
     response = client.get(timeline_url("Todo", todo.id))
     assert response.status_code == 200
     page = text_of(response)
-    # Newest first; each version with its user, address, change info and diff.
+    # Newest first; each version with its kind, user, address, change info and diff.
     assert page.index("Version 3") < page.index("Version 2") < page.index("Version 0")
     assert "4 versions" in page
-    assert "Version 3 Changed" in page
-    assert "User grace@example.org Address 10.0.0.2 ticket T-7 Column Before After done" in page
-    assert "done false true" in page
-    assert "rationale clearer title Column Before After title Draft Final" in page
+    assert "Version 3 changed Changed" in page
+    assert "User grace@example.org Address 10.0.0.2 ticket T-7" in page
+    assert "Column Before After done false true" in page
+    assert (
+        "rationale clearer title What changed in version 1 Column Before After title Draft Final"
+        in page
+    )
     assert "Version 0 created" in page
-    assert "title null Draft" in page
+    assert "title — none Draft" in page
     assert "deleted" not in page
 
 
@@ -81,10 +162,14 @@ def test_timeline_marks_hidden_columns_and_never_shows_their_values(app, client,
     todo = todo_history(app, session, models)
     html = client.get(timeline_url("todo", todo.id)).get_data(as_text=True)
     page = text_of(client.get(timeline_url("todo", todo.id)))
-    assert "User ada@example.org Address 10.0.0.1 Column Before After secret changed (hidden)" in (
-        page
+    assert (
+        "User ada@example.org Address 10.0.0.1 What changed in version 2 Column Before After "
+        "secret changed (hidden)"
+    ) in page
+    assert (
+        '<tr class="hidden"><th scope="row">secret</th><td colspan="2">changed (hidden)</td></tr>'
+        in html
     )
-    assert '<tr class="hidden"><th>secret</th><td colspan="2">changed (hidden)</td></tr>' in html
     assert "hunter2" not in html
     assert "correct horse" not in html
 
@@ -156,7 +241,7 @@ def test_activity_feed_pages_newest_first(client, session, models):
     url = "/history/activity"
     while url:
         html = client.get(url).get_data(as_text=True)
-        seen.append(re.findall(r"key=(\d+)\"", html))
+        seen.append(re.findall(r"key=(\d+)#v0", html))
         next_link = re.search(r'rel="next" href="([^"]+)"', html)
         url = next_link and next_link.group(1).replace("&amp;", "&")
     assert seen == [
@@ -173,10 +258,10 @@ def test_activity_feed_filters_by_model_user_and_time(app, client, session, mode
         session.add(models.Country(code="NO", name="Norway"))
         session.commit()
     html = client.get("/history/activity?model=Country").get_data(as_text=True)
-    assert re.findall(r"objects/(\w+)\?", html) == ["country"]
+    assert re.findall(r"objects/(\w+)\?", html) == ["Country"]
 
     html = client.get("/history/activity?user=grace@example.org&model=todo").get_data(as_text=True)
-    assert re.findall(r"objects/(\w+)\?", html) == ["todo", "todo"]
+    assert re.findall(r"objects/(\w+)\?", html) == ["Todo", "Todo"]
     assert 'rel="next"' not in html
 
     soon = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
@@ -192,6 +277,7 @@ def test_activity_feed_filters_by_model_user_and_time(app, client, session, mode
         ("since=yesterday", "since: 'yesterday' is not an ISO 8601 date or time"),
         ("model=Nope", "no versioned model named 'Nope'"),
         ("page=0", "page: '0' is not a page number"),
+        ("kind=deleted%00", "kind: 'deleted\\x00' is not one of created, changed"),
     ],
 )
 def test_activity_feed_explains_bad_filters(client, query, message):
@@ -223,6 +309,12 @@ def test_a_value_stored_under_a_column_hidden_later_is_not_shown(client, db, ses
     html = client.get(timeline_url("Todo", todo.id)).get_data(as_text=True)
     assert "leaked" not in html
     assert html.count("changed (hidden)") == 2  # at creation, and in version 1
+    html = client.get("/history/activity").get_data(as_text=True)
+    assert "leaked" not in html
+    assert [row[5] for row in feed_rows(html)] == [
+        "secret (hidden)",
+        "done id title secret (hidden)",
+    ]
 
 
 def test_stored_control_characters_are_shown_as_escapes_and_line_breaks_kept(
@@ -251,7 +343,198 @@ def test_stored_control_characters_are_shown_as_escapes_and_line_breaks_kept(
         )
         assert html.count(shown) == times
         assert "\\u202ename" in html
-    assert "country \\u202e\\x1b 0" in text_of(client.get("/history/activity"))
+    assert "Country \\u202e\\x1b 0" in text_of(client.get("/history/activity"))
     assert "Country code=\\u202e\\x1b" in text_of(
         client.get("/history/objects/country?key=%E2%80%AE%1B")
     )
+
+
+def test_the_feed_says_what_happened_to_which_object(app, session, models, feed):
+    todo = todo_history(app, session, models)
+    with acting_as(app, "grace@example.org", "10.0.0.2"):
+        session.add(models.Country(code="NO", name="Norway"))
+        session.commit()
+    # Changed, kind, model, key, version, columns, user, address, change info; the
+    # hidden column by name only.
+    assert [row[1:] for row in feed()] == [
+        ["created", "Country", "NO", "0", "code name", "grace@example.org", "10.0.0.2", ""],
+        ["changed", "Todo", str(todo.id), "3", "done", "grace@example.org", "10.0.0.2",
+         "ticket: T-7"],
+        ["changed", "Todo", str(todo.id), "2", "secret (hidden)", "ada@example.org",
+         "10.0.0.1", ""],
+        ["changed", "Todo", str(todo.id), "1", "title", "grace@example.org", "10.0.0.2",
+         "rationale: clearer title"],
+        ["created", "Todo", str(todo.id), "0", "done id text title secret (hidden)",
+         "ada@example.org", "10.0.0.1", ""],
+    ]  # fmt: skip
+
+
+def test_each_feed_row_links_to_its_version_in_the_timeline(app, client, session, models):
+    todo = todo_history(app, session, models)
+    html = client.get("/history/activity").get_data(as_text=True)
+    assert re.findall(
+        r'<a href="([^"]+)"><span class="sr-only">Timeline of Todo </span>', html
+    ) == [
+        f"/history/objects/Todo?key={todo.id}#v3",
+        f"/history/objects/Todo?key={todo.id}#v2",
+    ]
+    assert f'<section class="version" id="v3">' in client.get(
+        timeline_url("Todo", todo.id)
+    ).get_data(as_text=True)
+
+
+def test_the_feed_filters_by_kind_of_change(app, client, session, models, feed):
+    todo_history(app, session, models)
+    session.add(models.Country(code="NO", name="Norway"))
+    session.commit()
+    assert [(row[1], row[2], row[4]) for row in feed("kind=created")] == [
+        ("created", "Country", "0"),
+        ("created", "Todo", "0"),
+    ]
+    assert [(row[1], row[4]) for row in feed("kind=changed&model=Todo")] == [
+        ("changed", "3"),
+        ("changed", "2"),
+    ][:2] + [("changed", "1")]
+    html = client.get("/history/activity?kind=changed").get_data(as_text=True)
+    assert 'rel="next" href="/history/activity?page=2&amp;kind=changed"' in html
+    assert '<option value="changed" selected>changed</option>' in html
+
+
+def test_changed_columns_compare_each_change_with_its_own_object(app, client, session, models):
+    # Two objects changed in turn, two changes to a page: the snapshot each change is
+    # compared with is often on another page.
+    first, second = models.Todo(title="a", text="x"), models.Todo(title="b", text="y")
+    session.add_all([first, second])
+    session.commit()
+    for step in range(3):
+        first.title = f"a{step}"
+        session.commit()
+        second.text = f"y{step}"
+        session.commit()
+    columns = []
+    for page in (1, 2, 3, 4):
+        html = client.get(f"/history/activity?page={page}").get_data(as_text=True)
+        columns += [(row[3], row[5]) for row in feed_rows(html)]
+    assert columns == [
+        (str(second.id), "text"),
+        (str(first.id), "title"),
+    ] * 3 + [(str(second.id), "done id text title"), (str(first.id), "done id text title")]
+
+
+def test_a_key_used_again_is_a_new_object_in_the_feed_and_the_timeline(
+    app, client, session, models, feed
+):
+    session.add(models.Country(code="NO", name="Norway"))
+    session.commit()
+    session.delete(session.get(models.Country, "NO"))
+    session.commit()
+    session.add(models.Country(code="NO", name="Noreg"))
+    session.commit()
+    assert [(row[1], row[4], row[5]) for row in feed()][0] == ("created", "0", "code name")
+    page = seen(client.get(timeline_url("Country", "NO")).get_data(as_text=True))
+    assert "Column Before After code — NO name — Noreg" in page
+
+
+def test_the_feed_reads_a_page_and_what_came_before_each_change_in_one_query(
+    app, db, session, models
+):
+    for number in range(30):
+        todo = models.Todo(title=f"todo {number}")
+        session.add(todo)
+        session.commit()
+        todo.title = f"todo {number}, changed"
+        session.commit()
+    statements = []
+    engine = db.engine
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    for name, per_page in (("small", 2), ("large", 24)):
+        app.register_blueprint(
+            history_blueprint(lambda: True, name=name, per_page=per_page), url_prefix=f"/{name}"
+        )
+    client = app.test_client()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for name, per_page in (("small", 2), ("large", 24)):
+            statements.clear()
+            html = client.get(f"/{name}/activity?page=2").get_data(as_text=True)
+            assert len(statements) == 1, statements
+            rows = feed_rows(html)
+            assert len(rows) == per_page
+            assert [row[5] for row in rows] == ["title", "done id title"] * (per_page // 2)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def test_a_missing_value_is_one_mark_with_a_label_everywhere(app, client, session, models):
+    todo = models.Todo(title="No request, no user")
+    session.add(todo)
+    session.commit()
+    with extra_change_info(reviewer=None):
+        todo.text = "set"
+        session.commit()
+    timeline = client.get(timeline_url("Todo", todo.id)).get_data(as_text=True)
+    # Version 1: its user and address, the reviewer, the text before it was set, and
+    # the priority and due date in its full state. Version 0: its user and address,
+    # every value before it, its text, priority and due date after, and in its state.
+    assert timeline.count(MISSING_HTML) == (2 + 1 + 1 + 2) + (2 + 6 + 3 + 3)
+    feed_html = client.get("/history/activity").get_data(as_text=True)
+    assert [row[6:] for row in feed_rows(feed_html)] == [
+        ["—", "—", "reviewer: —"],
+        ["—", "—", ""],
+    ]
+    assert feed_html.count(MISSING_HTML) == 5
+    for html in (timeline, feed_html):
+        assert "null" not in seen(html)
+
+
+def test_enum_values_show_the_member_name(app, db, client, session, models):
+    todo = models.Todo(title="Urgent", priority=Priority.HIGH)
+    session.add(todo)
+    session.commit()
+    todo.priority = Priority.LOW
+    session.commit()
+    # What an older writer, or a member since removed, left behind is shown as stored.
+    table = db.activity_cls.__table__
+    row = session.execute(select(table).where(table.c.version == 1)).one()
+    with suppress_versioning(allow_deleting_history=True):
+        session.execute(
+            insert(table).values(
+                table_name="todo",
+                changed=row.changed,
+                version=2,
+                key=row.key,
+                data={**row.data, "version": 2, "priority": "Priority.MEDIUM"},
+            )
+        )
+        session.commit()
+    page = seen(client.get(timeline_url("Todo", todo.id)).get_data(as_text=True))
+    assert "What changed in version 1 Column Before After priority HIGH LOW" in page
+    assert "What changed in version 2 Column Before After priority LOW Priority.MEDIUM" in page
+    assert "priority — HIGH" in page
+    assert "Priority.HIGH" not in page and "Priority.LOW" not in page
+
+
+def test_a_long_text_change_highlights_the_changed_part_and_stays_escaped(client, session, models):
+    before = "Terms\nPay within <b>30</b> days.\nNo refunds.\nSigned: shop"
+    after = "Terms\nPay within <b>14</b> days.\nNo refunds.\nReturns within a week.\nSigned: shop"
+    todo = models.Todo(title="Short", text=before)
+    session.add(todo)
+    session.commit()
+    todo.title, todo.text = "Brief", after
+    session.commit()
+    html = client.get(timeline_url("Todo", todo.id)).get_data(as_text=True)
+    old = re.search(r'<td class="old" data-label="Before">(.*?)</td>', html, re.DOTALL).group(1)
+    new = re.search(r'<td class="new" data-label="After">(.*?)</td>', html, re.DOTALL).group(1)
+    assert old == (
+        '<span class="text">Terms\nPay within &lt;b&gt;<del>30</del>&lt;/b&gt; days.\n'
+        "No refunds.\nSigned: shop</span>"
+    )
+    assert new == (
+        '<span class="text">Terms\nPay within &lt;b&gt;<ins>14</ins>&lt;/b&gt; days.\n'
+        "No refunds.\n<ins>Returns within a week.\n</ins>Signed: shop</span>"
+    )
+    # A value replaced as a whole is shown as it is.
+    assert '<td class="old" data-label="Before"><span class="text">Short</span></td>' in html
