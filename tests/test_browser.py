@@ -206,7 +206,8 @@ def serious_violations(driver, axe_source):
         "axe.run(document, {resultTypes: ['violations']})"
         ".then((results) => done(results.violations.map((v) => ("
         "{id: v.id, impact: v.impact, targets: v.nodes.map((node) => node.target)}))))"
-        ".catch((error) => done([{id: 'axe failed', impact: 'critical', targets: [String(error)]}]));"
+        ".catch((error) => done("
+        "[{id: 'axe failed', impact: 'critical', targets: [String(error)]}]));"
     )
     return [v for v in violations if v["impact"] in ("serious", "critical")]
 

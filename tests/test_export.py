@@ -138,13 +138,13 @@ def test_history_as_csv(app, run, session, models):
     ]
     first = ["0", "created", "T", *ADA, ""]
     assert rows == [
-        first + ["done", "—", "false"],
-        first + ["due_at", "—", "—"],
-        first + ["id", "—", str(todo.id)],
-        first + ["priority", "—", "—"],
-        first + ["text", "—", "first"],
-        first + ["title", "—", "Draft"],
-        first + ["secret", "", "changed (hidden)"],
+        [*first, "done", "—", "false"],
+        [*first, "due_at", "—", "—"],
+        [*first, "id", "—", str(todo.id)],
+        [*first, "priority", "—", "—"],
+        [*first, "text", "—", "first"],
+        [*first, "title", "—", "Draft"],
+        [*first, "secret", "", "changed (hidden)"],
         ["1", "changed", "T", *GRACE, "rationale: clearer title", "title", "Draft", "Final"],
         ["2", "changed", "T", *ADA, "", "secret", "", "changed (hidden)"],
         ["3", "changed", "T", *GRACE, "ticket: T-7", "done", "false", "true"],
