@@ -285,6 +285,16 @@ def test_signing_in_opens_the_paged_activity_feed(browser, demo, screenshots, ax
     assert css(browser, 'a[rel="prev"]')
 
 
+def test_after_signing_in_the_landing_page_keeps_its_brand_readable(browser, demo, axe_source):
+    browser.get(demo)
+    assert "Signed in as audit@example.org" in css(browser, "main")[0].text
+    brand = css(browser, ".bar .brand")[0]
+    assert brand.text == "Chrononaut demo"
+    assert brand.value_of_css_property("color") == "rgba(255, 255, 255, 1)"
+    assert_laid_out(browser)
+    assert_accessible(browser, axe_source)
+
+
 def test_the_feed_filters_by_user_and_by_kind(browser, demo):
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.select import Select

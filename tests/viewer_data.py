@@ -63,8 +63,8 @@ def viewer_client(app: Flask) -> FlaskClient:
 def cli_runner(app: Flask, columns: int = 200) -> Callable[..., Result]:
     """A function that runs ``flask chrononaut ARGS...`` on ``app`` and returns the result.
 
-    The terminal is ``columns`` wide, so that rich does not wrap cells in the middle of a
-    value.
+    ``COLUMNS`` says the terminal is ``columns`` wide; the output goes to the runner's
+    buffer, not to a terminal, so the commands wrap nothing whatever it says.
     """
     runner = app.test_cli_runner()
 

@@ -31,9 +31,10 @@ MISSING_LABEL = "none"
 # Words, runs of white space and runs of other characters: what a change highlights.
 _TOKENS = re.compile(r"\s+|\w+|[^\w\s]+")
 
-# Texts are compared word by word only up to this many words a side; longer changed
-# blocks are marked whole rather than spend seconds on one page.
-_MAX_WORDS = 5_000
+# Changed lines are compared word by word while the two blocks' words multiply to at
+# most this (the comparison takes up to that many steps); larger changed blocks are
+# marked whole rather than spend seconds on one page.
+_MAX_WORD_PAIRS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def _diff_words(
     old: str, new: str, before: list[tuple[str, bool]], after: list[tuple[str, bool]]
 ) -> None:
     old_words, new_words = _TOKENS.findall(old), _TOKENS.findall(new)
-    if max(len(old_words), len(new_words)) > _MAX_WORDS:
+    if len(old_words) * len(new_words) > _MAX_WORD_PAIRS:
         before.append((old, True))
         after.append((new, True))
         return
