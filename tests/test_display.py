@@ -100,3 +100,12 @@ def test_the_parts_make_up_both_texts_and_the_unchanged_ones_agree(old, new):
     for parts in (diff.before, diff.after):
         assert all(first[1] != second[1] for first, second in pairwise(parts))
         assert all(text for text, _ in parts)
+
+
+def test_a_large_rewritten_block_is_marked_whole_rather_than_word_by_word():
+    old_words = " ".join(f"old{number}" for number in range(600))
+    new_words = " ".join(f"new{number}" for number in range(600)) + " old1"
+    diff = inline_diff("Title\n" + old_words, "Title\n" + new_words)
+    assert diff is not None
+    assert diff.before == (("Title\n", False), (old_words, True))
+    assert diff.after == (("Title\n", False), (new_words, True))

@@ -90,12 +90,8 @@ def _console() -> Console:
     if console.is_terminal:
         return console
     # Into a file or a pipe nothing is wrapped or cut to a terminal's width: a table is
-    # as wide as its longest values.
-    return Console(highlight=False, width=_UNLIMITED_WIDTH, soft_wrap=True)
-
-
-# Wider than any line a table prints, so that none is cropped; rich pads no line to it.
-_UNLIMITED_WIDTH = 1_000_000
+    # as wide as its longest values (rich pads no line to the console's width).
+    return Console(highlight=False, width=sys.maxsize, soft_wrap=True)
 
 
 def _table(*headings: str) -> Table:

@@ -178,22 +178,28 @@ def kind_of(snapshot: HistorySnapshot) -> str:
     return CREATED if snapshot.chrononaut_version == 0 else CHANGED
 
 
+def parse_kind(text: str) -> str:
+    """Check a kind of change to filter the feed by.
+
+    :raises ValueError: ``text`` is not one of :data:`FILTERABLE_KINDS`.
+    """
+    if text not in FILTERABLE_KINDS:
+        raise InvalidArgumentError(f"{text!r} is not one of {', '.join(FILTERABLE_KINDS)}")
+    return text
+
+
 def kind_condition(activity: Any, kind: str) -> ColumnElement[bool]:
     """Return the condition on the activity table (or an alias of it) that selects the
     changes of one kind, one of :data:`FILTERABLE_KINDS`.
 
     :raises ValueError: ``kind`` is not one of them.
     """
-    if kind == CREATED:
+    if parse_kind(kind) == CREATED:
         return cast("ColumnElement[bool]", activity.c.version == 0)
-    if kind == CHANGED:
-        return cast("ColumnElement[bool]", activity.c.version > 0)
-    raise InvalidArgumentError(
-        f"{kind!r} is not a kind of change to filter by: {', '.join(FILTERABLE_KINDS)}"
-    )
+    return cast("ColumnElement[bool]", activity.c.version > 0)
 
 
-def model_names() -> dict[str, type[Versioned]]:
+def models_by_table() -> dict[str, type[Versioned]]:
     """Return the versioned model of each ``table_name`` the activity rows carry; a table
     that several models share (single-table inheritance) maps to the first by name."""
     by_table: dict[str, type[Versioned]] = {}
@@ -306,7 +312,7 @@ def activity_feed(
         .select_from(rows.outerjoin(previous, true()))
         .order_by(rows.c.changed.desc(), rows.c.id.desc())
     )
-    models = model_names()
+    models = models_by_table()
     entries = []
     for row in session.execute(query):
         model = models.get(row.table_name)

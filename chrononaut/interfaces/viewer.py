@@ -45,6 +45,7 @@ from chrononaut.interfaces.timeline import (
     extension,
     object_exists,
     object_timeline,
+    parse_kind,
     table_name_of,
     versioned_model,
     versioned_models,
@@ -166,10 +167,10 @@ def _activity_page(per_page: int) -> tuple[str, int]:
         except ValueError as error:
             errors.append(str(error))
     if args.get("kind"):
-        if args["kind"] in FILTERABLE_KINDS:
-            filters["kind"] = args["kind"]
-        else:
-            errors.append(f"kind: {args['kind']!r} is not one of {', '.join(FILTERABLE_KINDS)}")
+        try:
+            filters["kind"] = parse_kind(args["kind"])
+        except ValueError as error:
+            errors.append(f"kind: {error}")
     if args.get("user"):
         try:
             filters["user_id"] = parse_user(args["user"])

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from chrononaut import VersionedSQLAlchemy
-from chrononaut.interfaces.timeline import FILTERABLE_KINDS, kind_condition, model_names
+from chrononaut.interfaces.timeline import FILTERABLE_KINDS, kind_condition, models_by_table
 
 
 def who_did_what(db: VersionedSQLAlchemy, start: datetime, end: datetime) -> list[dict]:
@@ -21,7 +21,7 @@ def who_did_what(db: VersionedSQLAlchemy, start: datetime, end: datetime) -> lis
         .group_by(user, activity.c.table_name)
         .order_by(user, activity.c.table_name)
     )
-    models = model_names()  # the model of each table, to report class names
+    models = models_by_table()  # the model of each table, to report class names
     report = []
     for row in db.session.execute(query):
         model = models.get(row.table_name)
