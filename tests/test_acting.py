@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import importlib.util
 import json
+import logging
 import re
 import threading
+from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import click
@@ -371,6 +375,26 @@ def test_asyncio_tasks_acting_at_the_same_time_record_their_own_actor(db, sessio
         assert recorded(db, id=titles[name]) == [(by(name), {"rationale": f"{name} run"})]
 
 
+def test_extra_change_info_blocks_stay_in_their_asyncio_task(db, session, models):
+    async def explained(opened: asyncio.Event, done: asyncio.Event) -> None:
+        with extra_change_info(reason="task a"):
+            opened.set()
+            await done.wait()
+
+    async def plain(opened: asyncio.Event, done: asyncio.Event) -> None:
+        await opened.wait()  # the other task's block is open now
+        add(session, models.Todo(title="b"))
+        done.set()
+
+    async def main() -> None:
+        opened, done = asyncio.Event(), asyncio.Event()
+        await asyncio.gather(explained(opened, done), plain(opened, done))
+
+    asyncio.run(main())
+
+    assert recorded(db) == [(NO_USER, {})]
+
+
 def test_an_asyncio_task_starts_with_the_blocks_open_where_it_was_created(db, session, models):
     async def child(started: asyncio.Event) -> None:
         started.set()
@@ -485,6 +509,9 @@ STRICT_BLOCKS = {
     "details": lambda: acting_as("job", ticket="OPS-12"),
     "no actor": lambda: acting_as(rationale="approved"),
     "actor in extra_change_info": lambda: _nested(acting_as("job"), extra_change_info()),
+    "reason from the outer block": lambda: _nested(
+        acting_as("job", rationale="approved"), acting_as("sub-job")
+    ),
     "resumed": lambda: resume_change_context(
         {"actor": "job", "override_request_user": False, "extra_info": {"ticket": "OPS-12"}}
     ),
@@ -690,3 +717,65 @@ def test_a_context_survives_json_exactly(actor, details):
             }
         )
     assert current_change_context() is None
+
+
+# -- the Celery recipe (docs/snippets/celery_change_context.py) -----------------------------
+
+RECIPE = Path(__file__).parent.parent / "docs" / "snippets" / "celery_change_context.py"
+
+
+@pytest.fixture
+def celery_recipe() -> Iterator[Any]:
+    """The recipe, imported as its own module; its signal handler is disconnected after,
+    and the root logger, which Celery's worker configures, restored."""
+    pytest.importorskip("celery", reason="the Celery recipe runs only where Celery is installed")
+    from celery.signals import before_task_publish
+
+    spec = importlib.util.spec_from_file_location("celery_change_context", RECIPE)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    yield recipe
+    before_task_publish.disconnect(recipe.send_change_context)
+    root.setLevel(level)
+    root.handlers[:] = handlers
+
+
+def test_the_celery_recipe_runs_tasks_in_the_blocks_that_queued_them(
+    app, db, session, models, celery_recipe
+):
+    from celery.contrib.testing.worker import start_worker
+
+    app.config["CELERY"] = {"broker_url": "memory://", "result_backend": "cache+memory://"}
+    app.config[STRICT] = True
+    celery_app = celery_recipe.celery_init_app(app)
+
+    @celery_app.task(shared=False)
+    def close(todo_id: int) -> dict[str, Any] | None:
+        todo = db.session.get(models.Todo, todo_id)
+        todo.done = True
+        db.session.commit()
+        return current_change_context()
+
+    with acting_as("alice-admin", rationale="seed"):
+        first = add(session, models.Todo(title="first"))
+        second = add(session, models.Todo(title="second"))
+
+    # The worker runs the tasks in a thread of its own, which starts with no blocks.
+    with start_worker(celery_app, pool="solo", perform_ping_check=False):
+        with acting_as("alice-admin", rationale="bulk close", ticket="OPS-12"):
+            queued = close.delay(first.id)
+        carried = queued.get(timeout=30)
+        with pytest.raises(ChrononautException, match="Strict tracking is enabled"):
+            close.delay(second.id).get(timeout=30)  # queued outside any block
+
+    assert carried == {
+        "actor": "alice-admin",
+        "override_request_user": False,
+        "extra_info": {"rationale": "bulk close", "ticket": "OPS-12"},
+    }
+    assert recorded(db, id=first.id)[1:] == [
+        (by("alice-admin"), {"rationale": "bulk close", "ticket": "OPS-12"})
+    ]
+    assert recorded(db, id=second.id)[1:] == []
