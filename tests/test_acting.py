@@ -637,11 +637,13 @@ def test_blocks_left_out_of_order_are_refused():
     outer, inner = acting_as("outer", rationale="r"), acting_as("inner", rationale="r")
     outer.__enter__()
     inner.__enter__()
-    with pytest.raises(ChrononautException, match="closed while another one"):
+    with pytest.raises(ChrononautException, match="reverse order they were entered"):
         outer.__exit__(None, None, None)
     inner.__exit__(None, None, None)
     outer.__exit__(None, None, None)
     assert current_change_context() is None
+    with pytest.raises(ChrononautException, match="and only once"):
+        outer.__exit__(None, None, None)
 
 
 # -- carrying the context elsewhere -------------------------------------------------------------
@@ -686,11 +688,13 @@ def test_a_context_carried_through_json_records_the_same(app, db, session, model
     )
 
 
+def _json_containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3)
+
+
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3)
-    ),
+    _json_containers,
     max_leaves=10,
 )
 DETAIL_NAMES = st.text(min_size=1).filter(

@@ -117,8 +117,8 @@ def close_block(opened_by: object) -> None:
     current = _CHANGE_CONTEXT.get()
     if current.enclosing is None or current.opened_by is not opened_by:
         raise ChrononautException(
-            "A change-info block was closed while another one opened inside it was "
-            "still open. Enter and leave the blocks with `with` statements."
+            "Change-info blocks must be left in the reverse order they were entered, "
+            "and only once: enter and leave them with `with` statements."
         )
     _CHANGE_CONTEXT.set(current.enclosing)
 
