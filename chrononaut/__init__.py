@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from chrononaut.capture.acting import acting_as, current_change_context, resume_change_context
 from chrononaut.capture.change_info import RecordChanges
 from chrononaut.capture.context import append_change_info, extra_change_info, rationale
 from chrononaut.capture.session import VersionedSession
@@ -20,7 +21,10 @@ __all__ = [
     "Versioned",
     "VersionedSQLAlchemy",
     "VersionedSession",
+    "acting_as",
     "append_change_info",
+    "current_change_context",
     "extra_change_info",
     "rationale",
+    "resume_change_context",
 ]

@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 
 from chrononaut._compat import SessionFactoryHook
 from chrononaut.capture import recorder
+from chrononaut.capture.change_info import DEFAULT_USER_ID_ATTRIBUTE, USER_ID_ATTRIBUTE
 from chrononaut.capture.session import VersionedSession
 from chrononaut.exceptions import InvalidArgumentError
 from chrononaut.history.activity import Activity, activity_factory
@@ -68,6 +69,7 @@ class VersionedSQLAlchemy(SessionFactoryHook):
         """
         app.config.setdefault("CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO", False)
         app.config.setdefault("CHRONONAUT_EXTRA_CHANGE_INFO_FUNC", None)
+        app.config.setdefault(USER_ID_ATTRIBUTE, DEFAULT_USER_ID_ATTRIBUTE)
         super().init_app(app)
         app.extensions["chrononaut"] = self
         app.cli.add_command(

@@ -4,7 +4,9 @@ strict mode and the ``RecordChanges`` mixin."""
 from __future__ import annotations
 
 import contextvars
+import logging
 import re
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -17,16 +19,19 @@ from chrononaut import (
     ChrononautException,
     Versioned,
     VersionedSQLAlchemy,
+    acting_as,
     append_change_info,
     extra_change_info,
     rationale,
 )
+from chrononaut.exceptions import InvalidArgumentError
 from chrononaut.views import history_blueprint
 from tests.activity import activity_rows, rows_of
 
 NO_USER = {"user_id": None, "remote_addr": None}
 STRICT = "CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO"
 CHANGE_INFO_FUNC = "CHRONONAUT_EXTRA_CHANGE_INFO_FUNC"
+USER_ID_ATTRIBUTE = "CHRONONAUT_USER_ID_ATTRIBUTE"
 
 
 def add(session: Any, obj: Any) -> Any:
@@ -160,6 +165,114 @@ def test_user_info_without_a_login_manager_has_no_user_id(app, db, session, mode
         "user_id": None,
         "remote_addr": "10.1.2.3",
     }
+
+
+class BadgeUser(UserMixin):
+    """A Flask-Login user with no email: it is known by its id and its badge."""
+
+    def __init__(self, user_id: str, badge: Any) -> None:
+        self.id = user_id
+        self.badge = badge
+
+
+def _log_in_and_add(app: Flask, session: Any, user: Any, obj: Any) -> Any:
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "10.1.2.3"}):
+        assert login_user(user)
+        return add(session, obj)
+
+
+def _user_ids(todo: Any) -> list[Any]:
+    return [snapshot.chrononaut_user_info["user_id"] for snapshot in todo.versions()]
+
+
+@pytest.mark.parametrize(
+    "attribute, expected",
+    [("email", "ada@example.com"), ("id", "7")],
+)
+def test_user_id_attribute_names_what_identifies_the_user(
+    app, db, session, models, attribute, expected
+):
+    users = install_login_manager(app)
+    app.config[USER_ID_ATTRIBUTE] = attribute
+    todo = _log_in_and_add(app, session, users["7"], models.Todo(title="a"))
+
+    assert todo.versions()[0].chrononaut_user_info == {
+        "user_id": expected,
+        "remote_addr": "10.1.2.3",
+    }
+
+
+def test_a_user_id_json_cannot_hold_is_stored_as_text(app, db, session, models):
+    badge = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    user = BadgeUser("7", badge)
+    LoginManager(app).user_loader({"7": user}.get)
+    app.config[USER_ID_ATTRIBUTE] = "badge"
+    todo = _log_in_and_add(app, session, user, models.Todo(title="a"))
+
+    assert _user_ids(todo) == [str(badge)]
+
+
+def _missing_attribute_warnings(caplog: Any) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "chrononaut.capture.change_info" and record.levelno == logging.WARNING
+    ]
+
+
+def test_a_user_without_the_attribute_is_recorded_without_id_and_logged_once_per_app(
+    app, db, session, models, caplog, database_url
+):
+    caplog.set_level(logging.WARNING, logger="chrononaut.capture.change_info")
+    user = BadgeUser("7", "B-1")
+    LoginManager(app).user_loader({"7": user}.get)
+    todo = _log_in_and_add(app, session, user, models.Todo(title="a"))
+    with app.test_request_context(), acting_as("job", rationale="r"):
+        assert login_user(user)
+        todo.title = "b"
+        session.commit()
+
+    # The user is known to be someone: the job's name is not put in their place.
+    assert _user_ids(todo) == [None, None]
+    assert _missing_attribute_warnings(caplog) == [
+        "The logged-in BadgeUser has no attribute 'email', so changes are recorded with "
+        "user_id None. Set CHRONONAUT_USER_ID_ATTRIBUTE to the attribute that identifies "
+        "your users. (Logged once per application.)"
+    ]
+
+    other_app = Flask("other")
+    other_app.config.update(
+        SECRET_KEY="other",
+        SQLALCHEMY_DATABASE_URI=database_url.render_as_string(hide_password=False),
+    )
+    db.init_app(other_app)
+    LoginManager(other_app).user_loader({"7": user}.get)
+    with other_app.app_context():
+        try:
+            todo_of_other_app = _log_in_and_add(other_app, db.session, user, models.Todo())
+            assert _user_ids(todo_of_other_app) == [None]
+        finally:
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+    assert len(_missing_attribute_warnings(caplog)) == 2
+
+
+@pytest.mark.parametrize("setting", [None, "", "profile.email", 5])
+def test_a_bad_user_id_attribute_fails_the_flush_and_writes_nothing(
+    app, db, session, models, setting
+):
+    users = install_login_manager(app)
+    app.config[USER_ID_ATTRIBUTE] = setting
+    with app.test_request_context():
+        assert login_user(users["7"])
+        session.add(models.Todo(title="a"))
+        with pytest.raises(InvalidArgumentError, match=f"^{USER_ID_ATTRIBUTE} must name"):
+            session.commit()
+        session.rollback()
+
+    assert session.scalar(select(func.count()).select_from(models.Todo)) == 0
+    assert activity_rows(db) == []
 
 
 def test_overriding_fetch_user_id_and_remote_addr(app, db, session, models):
@@ -680,6 +793,7 @@ def test_append_change_info_survives_a_commit_that_fails_in_the_database(db, ses
 def test_config_defaults_are_set(app, db):
     assert app.config[STRICT] is False
     assert app.config[CHANGE_INFO_FUNC] is None
+    assert app.config[USER_ID_ATTRIBUTE] == "email"
 
 
 def test_init_app_sets_config_defaults_without_overriding_them(database_url):
@@ -690,6 +804,7 @@ def test_init_app_sets_config_defaults_without_overriding_them(database_url):
     configured_app.config["SQLALCHEMY_DATABASE_URI"] = uri
     configured_app.config[STRICT] = True
     configured_app.config[CHANGE_INFO_FUNC] = dict
+    configured_app.config[USER_ID_ATTRIBUTE] = "id"
 
     extension = VersionedSQLAlchemy()
     extension.init_app(defaults_app)
@@ -699,6 +814,8 @@ def test_init_app_sets_config_defaults_without_overriding_them(database_url):
         assert defaults_app.config[CHANGE_INFO_FUNC] is None
         assert configured_app.config[STRICT] is True
         assert configured_app.config[CHANGE_INFO_FUNC] is dict
+        assert defaults_app.config[USER_ID_ATTRIBUTE] == "email"
+        assert configured_app.config[USER_ID_ATTRIBUTE] == "id"
     finally:
         for flask_app in (defaults_app, configured_app):
             with flask_app.app_context():

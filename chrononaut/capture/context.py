@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from flask import g, has_app_context
+from flask import has_app_context
 from sqlalchemy import inspect
 
 from chrononaut.capture.change_info import (
     APPENDED_CHANGE_INFO_KEY,
-    EXTRA_CHANGE_INFO_KEY,
+    close_block,
+    open_block,
     refuse_reserved_keys,
 )
 from chrononaut.capture.versioned import Versioned
@@ -22,7 +23,8 @@ from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 def extra_change_info(**change_info: Any) -> Iterator[None]:
     """Record ``change_info`` in the ``extra_info`` of every change flushed in the block.
 
-    Blocks nest: an inner block adds to (and may override) the outer block's info.
+    Blocks nest, with each other and with :func:`~chrononaut.acting_as` blocks: an
+    inner block adds to (and may override) the outer block's info.
 
     :raises ChrononautException: there is no Flask application context.
     :raises InvalidArgumentError: ``change_info`` has a ``hidden_cols_changed`` key, which
@@ -31,15 +33,12 @@ def extra_change_info(**change_info: Any) -> Iterator[None]:
     if not has_app_context():
         raise ChrononautException("`extra_change_info` needs a Flask application context.")
     refuse_reserved_keys(change_info)
-    outer = g.get(EXTRA_CHANGE_INFO_KEY)
-    setattr(g, EXTRA_CHANGE_INFO_KEY, {**(outer or {}), **change_info})
+    block = object()
+    open_block(block, extra_info=change_info, explains=True)
     try:
         yield
     finally:
-        if outer is None:
-            g.pop(EXTRA_CHANGE_INFO_KEY, None)
-        else:
-            setattr(g, EXTRA_CHANGE_INFO_KEY, outer)
+        close_block(block)
 
 
 def rationale(text: str) -> AbstractContextManager[None]:
