@@ -16,7 +16,19 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app, has_app_context
-from sqlalchemy import Insert, Table, bindparam, cast, column, event, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Insert,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    column,
+    event,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction, object_session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -50,10 +62,14 @@ from chrononaut.capture.session import VersionedSession
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import ChrononautException
 from chrononaut.history.activity import (
+    DELETE,
     HIDDEN_COLUMNS_CHANGED_KEY,
+    INSERT,
+    UPDATE,
     VERSION_KEY,
     Activity,
     activity_class_for,
+    has_time_travel_columns,
 )
 from chrononaut.history.columns import VersionedColumns, check_declaration, mark_versioned_table
 from chrononaut.history.serialization import UTC
@@ -69,6 +85,8 @@ class PendingActivity:
 
     target: Versioned
     columns: VersionedColumns
+    #: :data:`~chrononaut.history.activity.INSERT`, ``UPDATE`` or ``DELETE``.
+    operation: str
     hidden_columns_changed: list[str]
     #: Set for deletes, whose state must be read before the row is gone.
     key: dict[str, Any] | None = None
@@ -199,7 +217,9 @@ def _record_insert(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
     _require_change_info(record, target)
     if not columns.version_defaults_to_zero and state.dict.get(VERSION_KEY) is None:
         target.version = 0
-    record.pending.append(PendingActivity(target, columns, hidden_changed(state, columns.hidden)))
+    record.pending.append(
+        PendingActivity(target, columns, INSERT, hidden_changed(state, columns.hidden))
+    )
 
 
 def _replaced_row(
@@ -247,7 +267,7 @@ def _record_update(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
         return
     _require_change_info(record, target)
     target.version = (target.version or 0) + 1
-    record.pending.append(PendingActivity(target, columns, hidden))
+    record.pending.append(PendingActivity(target, columns, UPDATE, hidden))
 
 
 def _record_delete(mapper: Mapper[Any], connection: Any, target: Versioned) -> None:
@@ -263,31 +283,39 @@ def _record_delete(mapper: Mapper[Any], connection: Any, target: Versioned) -> N
     data = columns.data_of(target)
     data[VERSION_KEY] = (data[VERSION_KEY] or 0) + 1
     record.pending.append(
-        PendingActivity(target, columns, [], key=columns.key_of(target), data=data)
+        PendingActivity(target, columns, DELETE, [], key=columns.key_of(target), data=data)
     )
 
 
-def _activity_insert(table: Table) -> Insert:
+def _activity_insert(table: Table, time_travel: bool) -> Insert:
     """Return the (cached) statement that writes a flush's rows into ``table``.
 
     The rows travel as one JSON array, unpacked by ``jsonb_to_recordset`` in the
     server: a single parameter is encoded in one call, where binding the four JSONB
     columns of every row took more time than the server needed to store them.
+
+    :param time_travel: the table has the ``operation`` and ``transaction_id`` columns;
+        tables made by older releases get rows without them.
     """
-    statement: Insert | None = table.info.get(_INSERT_STATEMENT_KEY)
-    if statement is None:
-        names = ("table_name", "version", "key", "data", "user_info", "extra_info")
+    statements: dict[bool, Insert] = table.info.setdefault(_INSERT_STATEMENT_KEY, {})
+    if time_travel not in statements:
+        names = ["table_name", "version", "key", "data", "user_info", "extra_info"]
+        if time_travel:
+            names.append("operation")
         rows = (
             func.jsonb_to_recordset(bindparam("rows", type_=JSONB))
             .table_valued(*(column(name, table.c[name].type) for name in names))
             .render_derived(with_types=True)
         )
-        changed = cast(bindparam("changed"), table.c.changed.type)
-        statement = insert(table).from_select(
-            [*names, "changed"], select(*(rows.c[name] for name in names), changed)
+        constants = {"changed": cast(bindparam("changed"), table.c.changed.type)}
+        if time_travel:
+            # xid8 has no cast to bigint; its text form is the 64-bit number.
+            constants["transaction_id"] = cast(cast(func.pg_current_xact_id(), Text), BigInteger)
+        statements[time_travel] = insert(table).from_select(
+            [*names, *constants],
+            select(*(rows.c[name] for name in names), *constants.values()),
         )
-        table.info[_INSERT_STATEMENT_KEY] = statement
-    return statement
+    return statements[time_travel]
 
 
 #: Rows per activity INSERT. A flush of more objects sends more than one statement, so
@@ -322,12 +350,14 @@ def _write_activity(session: Session, flush_context: UOWTransaction) -> None:
                 "data": data,
                 "user_info": record.user_info_for(model),
                 "extra_info": extra_info,
+                "operation": change.operation,
             }
         )
     for table, rows in rows_by_table.items():
+        statement = _activity_insert(table, has_time_travel_columns(session, table))
         for first in range(0, len(rows), ROWS_PER_STATEMENT):
             session.execute(
-                _activity_insert(table),
+                statement,
                 {"rows": rows[first : first + ROWS_PER_STATEMENT], "changed": record.changed},
             )
     if appended_info_states:

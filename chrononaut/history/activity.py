@@ -4,13 +4,18 @@ keys stored in its JSON columns."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import BigInteger, DateTime, Index, Integer, Table, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chrononaut.exceptions import ChrononautException
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+    from sqlalchemy.pool import Pool
 
 #: The key of a snapshot's ``data`` that holds the object's version.
 VERSION_KEY = "version"
@@ -24,6 +29,13 @@ _HISTORY_ROLE = "history"
 _ACTIVITY_CLASS_KEY = "chrononaut.activity_class"
 
 _EMPTY_JSON = text("'{}'::jsonb")
+
+#: The values of ``operation``: what a change did to the object.
+INSERT, UPDATE, DELETE = "insert", "update", "delete"
+#: The columns added in 1.0 for time travel; tables made before lack them.
+TIME_TRAVEL_COLUMNS = ("operation", "transaction_id")
+#: The documented migration that adds them, named in the errors of time-travel calls.
+TIME_TRAVEL_MIGRATION = "docs/migration.rst, 'Operation and transaction of each change'"
 
 
 class Activity:
@@ -54,6 +66,14 @@ class Activity:
     extra_info: Mapped[dict[str, Any]] = mapped_column(
         JSONB, nullable=False, server_default=_EMPTY_JSON
     )
+    # The two time-travel columns are deferred so that ORM queries of a table made
+    # before they existed still work; :func:`has_time_travel_columns` tells.
+    #: What the change did: :data:`INSERT`, :data:`UPDATE` or :data:`DELETE`; ``None``
+    #: on rows written before the column existed (see :mod:`chrononaut.history.lives`).
+    operation: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
+    #: The id of the database transaction that wrote the row (``pg_current_xact_id()``):
+    #: every row of one commit shares it.
+    transaction_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, deferred=True)
 
 
 def activity_factory(Base: type[Any], schema: str | None = None) -> type[Activity]:
@@ -83,6 +103,14 @@ def activity_factory(Base: type[Any], schema: str | None = None) -> type[Activit
                 "key",
                 "changed",
                 "id",
+            ),
+            # The rows of one recorded transaction, for undoing it. Rows are appended
+            # in transaction order, so a BRIN index finds them at almost no cost to
+            # each write, where a btree would be one more index to maintain.
+            Index(
+                "ix_chrononaut_activity_transaction_id",
+                "transaction_id",
+                postgresql_using="brin",
             ),
             {"schema": schema, "info": {_ROLE_KEY: _HISTORY_ROLE}},
         )
@@ -117,3 +145,52 @@ def is_history_table(table: Any) -> bool:
 def is_activity(obj: object) -> bool:
     """Tell whether ``obj`` is a row of an activity table."""
     return isinstance(obj, Activity) and is_history_table(getattr(type(obj), "__table__", None))
+
+
+# Whether the activity tables reached through a pool have the time-travel columns, by
+# (schema, table name). Keyed on the pool, which ``Engine.dispose()`` replaces, so that
+# disposing of the engine after a migration is enough to see its columns.
+_LAYOUTS: WeakKeyDictionary[Pool, dict[tuple[str | None, str], bool]] = WeakKeyDictionary()
+
+_COLUMNS_OF_TABLE = text(
+    "SELECT column_name FROM information_schema.columns "
+    "WHERE table_schema = coalesce(CAST(:schema AS text), current_schema()) "
+    "AND table_name = CAST(:name AS text)"
+)
+
+
+def has_time_travel_columns(session: Session, table: Table) -> bool:
+    """Tell whether the activity table ``table``, as the session's database has it,
+    has the time-travel columns (:data:`TIME_TRAVEL_COLUMNS`).
+
+    Tables made before they existed keep working without them: changes are recorded
+    without an operation and history reads as before. The answer is asked once per
+    connection pool; a table that does not exist yet is taken to be a new one.
+    """
+    bind = session.get_bind(clause=table)
+    pool = bind.engine.pool
+    layouts = _LAYOUTS.setdefault(pool, {})
+    where = (table.schema, table.name)
+    if where not in layouts:
+        names = set(
+            session.connection(bind_arguments={"clause": table}).scalars(
+                _COLUMNS_OF_TABLE, {"schema": table.schema, "name": table.name}
+            )
+        )
+        if not names:
+            return True
+        layouts[where] = set(TIME_TRAVEL_COLUMNS) <= names
+    return layouts[where]
+
+
+def require_time_travel_columns(session: Session, table: Table) -> None:
+    """Refuse a time-travel call on an activity table without the time-travel columns.
+
+    :raises ChrononautException: the table lacks them; the message names the migration.
+    """
+    if not has_time_travel_columns(session, table):
+        raise ChrononautException(
+            f"{table.name} has no {' or '.join(TIME_TRAVEL_COLUMNS)} column: it was made "
+            "by an older release. Time travel needs them; add them with the migration in "
+            f"{TIME_TRAVEL_MIGRATION}, then dispose of the engine or restart the app."
+        )

@@ -13,7 +13,11 @@ from sqlalchemy.orm import Query, object_session
 
 from chrononaut._compat import instance_state
 from chrononaut.exceptions import InvalidArgumentError
-from chrononaut.history.activity import activity_class_for
+from chrononaut.history.activity import (
+    TIME_TRAVEL_COLUMNS,
+    activity_class_for,
+    has_time_travel_columns,
+)
 from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.serialization import as_utc
 from chrononaut.history.snapshot import HistorySnapshot, changes_between
@@ -46,12 +50,20 @@ class HistoryStatements:
     between_versions: Select[Any]
 
     @classmethod
-    def of(cls, table: Table) -> HistoryStatements:
-        """Return the (cached) statements of the activity table ``table``."""
-        statements: HistoryStatements | None = table.info.get(_STATEMENTS_KEY)
+    def of(cls, table: Table, time_travel: bool = True) -> HistoryStatements:
+        """Return the (cached) statements of the activity table ``table``.
+
+        :param time_travel: the table has the time-travel columns; without them, the
+            statements leave them out, for tables made by older releases.
+        """
+        cached: dict[bool, HistoryStatements] = table.info.setdefault(_STATEMENTS_KEY, {})
+        statements = cached.get(time_travel)
         if statements is None:
             c = table.c
-            rows = select(table).where(
+            selected = [
+                column for column in c if time_travel or column.name not in TIME_TRAVEL_COLUMNS
+            ]
+            rows = select(*selected).where(
                 c.table_name == bindparam("table_name", type_=c.table_name.type),
                 c.key == bindparam("key", type_=c.key.type),
             )
@@ -70,8 +82,13 @@ class HistoryStatements:
                     c.version <= bindparam("high", type_=c.version.type),
                 ),
             )
-            table.info[_STATEMENTS_KEY] = statements
+            cached[time_travel] = statements
         return statements
+
+    @classmethod
+    def for_session(cls, session: Session, table: Table) -> HistoryStatements:
+        """Return the statements of ``table`` for the database ``session`` reads."""
+        return cls.of(table, has_time_travel_columns(session, table))
 
 
 def object_history(
@@ -83,7 +100,7 @@ def object_history(
 
     :param key: the primary key as stored, ``{attribute: value}``.
     """
-    statements = HistoryStatements.of(activity_class_for(model).__table__)
+    statements = HistoryStatements.for_session(session, activity_class_for(model).__table__)
     table_name = VersionedColumns.of(inspect(model)).table_name
     rows = session.execute(statements.versions, {"table_name": table_name, "key": key})
     return [HistorySnapshot.from_activity(row, model) for row in rows]
@@ -121,7 +138,9 @@ class HistoryReads:
         """Return the read statements of this object's activity table, and the
         parameters that pick this object's rows."""
         columns = VersionedColumns.of(instance_state(self).mapper)
-        statements = HistoryStatements.of(activity_class_for(type(self)).__table__)
+        statements = HistoryStatements.for_session(
+            self._history_session(), activity_class_for(type(self)).__table__
+        )
         return statements, {"table_name": columns.table_name, "key": columns.key_of(self)}
 
     def _snapshots(

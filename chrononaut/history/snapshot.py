@@ -22,6 +22,19 @@ from chrononaut.history.columns import HIDDEN_ATTRIBUTE, UNTRACKED_ATTRIBUTE, Ve
 from chrononaut.history.serialization import deserialize_value
 
 
+def _loaded(activity: Any, name: str) -> Any:
+    """Return the column ``name`` of an activity row or object, or ``None``.
+
+    The time-travel columns are deferred on the activity model: read from an object,
+    only a loaded value counts, so that no query is sent (and none fails on a table
+    made before they existed).
+    """
+    values = getattr(activity, "__dict__", None)
+    if values is not None:
+        return values.get(name)
+    return getattr(activity, name, None)
+
+
 class HistorySnapshot:
     """A read-only view of one row of ``chrononaut_activity``.
 
@@ -46,6 +59,8 @@ class HistorySnapshot:
     _version: int
     _activity_id: int | None
     _model: type[Any] | None
+    _operation: str | None
+    _transaction_id: int | None
     chrononaut_meta: dict[str, Any]
 
     def __init__(
@@ -60,6 +75,8 @@ class HistorySnapshot:
         extra_info: Mapping[str, Any] | None = None,
         model: type[Any] | None = None,
         activity_id: int | None = None,
+        operation: str | None = None,
+        transaction_id: int | None = None,
     ) -> None:
         fields = {
             "_data": dict(data),
@@ -73,6 +90,8 @@ class HistorySnapshot:
                 "user_info": dict(user_info or {}),
                 "extra_info": dict(extra_info or {}),
             },
+            "_operation": operation,
+            "_transaction_id": transaction_id,
         }
         for name, value in fields.items():
             object.__setattr__(self, name, value)
@@ -95,6 +114,8 @@ class HistorySnapshot:
             extra_info=activity.extra_info,
             model=model,
             activity_id=activity.id,
+            operation=_loaded(activity, "operation"),
+            transaction_id=_loaded(activity, "transaction_id"),
         )
 
     # -- public accessors ----------------------------------------------------------
@@ -139,6 +160,27 @@ class HistorySnapshot:
     def chrononaut_extra_info(self) -> Mapping[str, Any]:
         """The extra change info recorded with the change."""
         return MappingProxyType(self.chrononaut_meta["extra_info"])
+
+    @property
+    def chrononaut_operation(self) -> str | None:
+        """What the change did: ``"insert"``, ``"update"`` or ``"delete"``.
+
+        ``None`` for rows written before the operation was recorded (by Chrononaut 0.5
+        or before the migration); :func:`~chrononaut.history.lives.operation_of` tells
+        theirs from the object's other rows.
+
+        .. versionadded:: 1.0
+        """
+        return self._operation
+
+    @property
+    def chrononaut_transaction_id(self) -> int | None:
+        """The id of the database transaction that recorded the change, shared by every
+        change of one commit; ``None`` for rows written before it was recorded.
+
+        .. versionadded:: 1.0
+        """
+        return self._transaction_id
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails; dunder names are never column values and

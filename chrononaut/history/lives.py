@@ -1,0 +1,97 @@
+"""What each activity row did to its object, including rows that do not say.
+
+Rows written since 1.0 record their operation. Rows written before (by Chrononaut
+0.5, or before the migration that added the column) do not, and the rule below reads
+theirs from the object's other rows, so that dated reads are exact on old data too:
+
+- a row with version 0 is an insert (every object starts at version 0);
+- a row followed by a version 0 row of the same key is a delete: the key started a
+  new life after it, and the original recorded each delete as one more snapshot;
+- the newest row of a key is a delete when no live row has that key any more;
+- any other row is an update.
+
+Objects deleted inside ``suppress_versioning()`` leave no row, so the rule cannot see
+their delete: their last recorded state is taken to be their delete only when no row
+follows it. This module is the one place of the rule, in Python for rows already read
+and in SQL for dated reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Table,
+    and_,
+    cast,
+    exists,
+    func,
+    select,
+    tuple_,
+)
+from sqlalchemy.orm import Mapper
+
+from chrononaut.history.activity import DELETE, INSERT, UPDATE
+from chrononaut.history.snapshot import HistorySnapshot
+
+
+def operation_of(snapshot: HistorySnapshot, following: HistorySnapshot | None, live: bool) -> str:
+    """Return the operation of ``snapshot``: the recorded one, else the rule's.
+
+    :param following: the object's next row after ``snapshot``, if there is one.
+    :param live: a live row has the snapshot's key.
+    :return: :data:`~chrononaut.history.activity.INSERT`, ``UPDATE`` or ``DELETE``.
+    """
+    if snapshot.chrononaut_operation is not None:
+        return snapshot.chrononaut_operation
+    if snapshot.chrononaut_version == 0:
+        return INSERT
+    if following is not None:
+        return DELETE if following.chrononaut_version == 0 else UPDATE
+    return UPDATE if live else DELETE
+
+
+def deleted_condition(
+    rows: FromClause, activity: Table, mapper: Mapper[Any]
+) -> ColumnElement[bool]:
+    """Return the SQL condition that the activity row of ``rows`` is a delete.
+
+    :param rows: a selectable with the activity columns of the rows to test (the
+        activity table itself, an alias or a subquery of it).
+    :param activity: the activity table, to find each row's next row in.
+    :param mapper: the versioned model's mapper, whose table holds the live rows.
+    """
+    later = activity.alias("later")
+    next_version = (
+        select(later.c.version)
+        .where(
+            later.c.table_name == rows.c.table_name,
+            later.c.key == rows.c.key,
+            tuple_(later.c.changed, later.c.id) > tuple_(rows.c.changed, rows.c.id),
+        )
+        .order_by(later.c.changed, later.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    live = mapper.local_table
+    live_row = (
+        exists()
+        .where(
+            *(
+                column == cast(rows.c.key[prop.key].astext, column.type)
+                for prop, column in _key_columns(mapper)
+            )
+        )
+        .select_from(live)
+    )
+    # Never NULL, so that its negation keeps the rows that are not deletes.
+    guessed = and_(rows.c.version > 0, func.coalesce(next_version == 0, ~live_row))
+    condition: ColumnElement[bool] = func.coalesce(rows.c.operation == DELETE, guessed)
+    return condition
+
+
+def _key_columns(mapper: Mapper[Any]) -> list[tuple[Any, Any]]:
+    """The attributes of the primary key, with the live table's column of each."""
+    return [(mapper.get_property_by_column(column), column) for column in mapper.primary_key]
