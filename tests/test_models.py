@@ -252,8 +252,12 @@ def test_activity_table_columns(db, models):
         "data": "jsonb",
         "user_info": "jsonb",
         "extra_info": "jsonb",
+        "operation": "text",
+        "transaction_id": "bigint",
     }
-    assert {row.is_nullable for row in columns.values()} == {"NO"}
+    # Rows written before 1.0 have no operation or transaction id.
+    nullable = {name for name, row in columns.items() if row.is_nullable == "YES"}
+    assert nullable == {"operation", "transaction_id"}
     for name in JSON_COLUMNS:
         assert columns[name].column_default == "'{}'::jsonb"
     primary_key = inspect(db.engine).get_pk_constraint("chrononaut_activity")
@@ -280,7 +284,8 @@ def test_activity_index(db, models):
 
     # The read index replaces the original (key, table_name) one, which it leads with.
     assert indexes == {
-        "ix_chrononaut_activity_table_name_key_changed": ["table_name", "key", "changed", "id"]
+        "ix_chrononaut_activity_table_name_key_changed": ["table_name", "key", "changed", "id"],
+        "ix_chrononaut_activity_transaction_id": ["transaction_id"],
     }
 
 
