@@ -204,7 +204,14 @@ class VersionedColumns:
     def _sorted(
         cls, mapper: Mapper[Any], hidden: frozenset[str], untracked: frozenset[str]
     ) -> VersionedColumns:
-        attribute_keys = [prop.key for prop in mapper.column_attrs]
+        # Only attributes stored in the mapper's own tables: ConcreteBase adds a
+        # discriminator that lives in its polymorphic union and on no instance.
+        stored = set(mapper.tables)
+        attribute_keys = [
+            prop.key
+            for prop in mapper.column_attrs
+            if any(getattr(column, "table", None) in stored for column in prop.columns)
+        ]
         tracked = tuple(
             key
             for key in attribute_keys
