@@ -9,10 +9,11 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import ARRAY, JSON, Column, Integer, Text, select
+from sqlalchemy import ARRAY, JSON, Column, Integer, Text, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from chrononaut import Versioned
+from chrononaut.data_converters import HistoryModelDataConverter
 from chrononaut.flask_versioning import UTC, serialize_datetime
 from chrononaut.history.serialization import (
     deserialize_value,
@@ -21,6 +22,7 @@ from chrononaut.history.serialization import (
     serialize_value,
     unescape_text,
 )
+from chrononaut.unsafe import suppress_versioning
 from tests.models import Priority
 
 PLUS_TWO = timezone(timedelta(hours=2))
@@ -275,6 +277,33 @@ def test_a_json_column_holding_nul_is_saved_and_reads_back(db, Document):
     assert second.typed_data()["body"] == "bare\x00string"
     db.session.expire_all()
     assert db.session.get(Document, document.id).body == "bare\x00string"
+
+
+def test_the_0_1_converter_stores_a_json_string_with_nul_in_the_same_escaped_form(db, Document):
+    # A 0.1 history table of the model, holding a state whose body was a bare string.
+    db.session.execute(
+        text(
+            "CREATE TABLE document_history (id integer, body json, title text, "
+            "version integer, changed timestamptz, change_info jsonb)"
+        )
+    )
+    db.session.execute(
+        text(
+            "INSERT INTO document_history VALUES "
+            "(1, CAST(:body AS json), 't', 0, '2020-01-01T00:00:00+00', NULL)"
+        ),
+        {"body": json.dumps("bare\x00string")},
+    )
+    with suppress_versioning():
+        db.session.add(Document(id=1, body={"n": 1}, title="t", version=1))
+        db.session.commit()
+
+    HistoryModelDataConverter(Document).convert_all(db.session)
+
+    first, second = db.session.get(Document, 1).versions()
+    assert first.chrononaut_data["body"] == MARK + "bare\\0string"
+    assert first.typed_data()["body"] == "bare\x00string"
+    assert second.typed_data()["body"] == {"n": 1}
 
 
 def test_json_round_trip_through_the_database(db, Document):

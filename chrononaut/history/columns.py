@@ -268,12 +268,21 @@ class VersionedColumns:
     def data_of(self, obj: object) -> dict[str, Any]:
         """Return the ``data`` JSON of ``obj``: tracked values plus ``version``."""
         data = _values_of(obj, self.tracked)
-        for name in self.json_tracked:
-            value = data[name]
-            if isinstance(value, str):
-                data[name] = escape_text(value)
+        self.escape_json_text(data)
         data[VERSION_KEY] = getattr(obj, VERSION_KEY)
         return data
+
+    def escape_json_text(self, data: dict[str, Any]) -> None:
+        """Escape, in place, the text values of JSON columns in ``data``.
+
+        A ``json`` column may hold a string with NUL, which ``jsonb`` refuses; the
+        escaped form (:func:`~chrononaut.history.serialization.escape_text`) reads back
+        exactly. Strings nested in JSON values are escaped by ``serialize_value``.
+        """
+        for name in self.json_tracked:
+            value = data.get(name)
+            if isinstance(value, str):
+                data[name] = escape_text(value)
 
 
 def _type_of(column: Any) -> Any:

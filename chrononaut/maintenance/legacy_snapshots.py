@@ -88,7 +88,9 @@ class SnapshotMapping:
         version = -1
         for (row, stored), changed, change_info in zip(states, starts, change_infos, strict=True):
             version = version + 1 if stored is None else max(stored, version + 1)
-            data = {name: serialize_value(row[index]) for name, index in self._tracked_of(row)}
+            columns, positions = self._tracked_of(row)
+            data = {name: serialize_value(row[index]) for name, index in positions}
+            columns.escape_json_text(data)
             data[VERSION_KEY] = version
             user_info, extra_info = _split_change_info(change_info)
             yield {
@@ -101,15 +103,18 @@ class SnapshotMapping:
                 "extra_info": extra_info,
             }
 
-    def _tracked_positions_of(self, mapper: Mapper[Any]) -> list[tuple[str, int]]:
-        """Each tracked attribute of ``mapper`` with the position of its value in a row."""
-        return [
-            (name, self._reader.attribute_index(mapper, name))
-            for name in VersionedColumns.of(mapper).tracked
+    def _tracked_positions_of(
+        self, mapper: Mapper[Any]
+    ) -> tuple[VersionedColumns, list[tuple[str, int]]]:
+        """The columns of ``mapper``, and each tracked attribute with the position of its
+        value in a row."""
+        columns = VersionedColumns.of(mapper)
+        return columns, [
+            (name, self._reader.attribute_index(mapper, name)) for name in columns.tracked
         ]
 
-    def _tracked_of(self, row: Row[Any]) -> list[tuple[str, int]]:
-        """The tracked positions of the class ``row`` belongs to."""
+    def _tracked_of(self, row: Row[Any]) -> tuple[VersionedColumns, list[tuple[str, int]]]:
+        """The columns and tracked positions of the class ``row`` belongs to."""
         identity_column = self._reader.identity_column
         if identity_column is None:
             return self._own_tracked_positions
