@@ -36,7 +36,9 @@ def _rows(db: Any, table_name: str) -> list[tuple[Any, ...]]:
 
 
 def _table(db: Any, table_name: str) -> list[tuple[Any, ...]]:
-    return [tuple(row) for row in db.session.execute(text(f"SELECT * FROM {table_name} ORDER BY 1"))]
+    return [
+        tuple(row) for row in db.session.execute(text(f"SELECT * FROM {table_name} ORDER BY 1"))
+    ]
 
 
 def _unchanged(session: Any) -> bool:
