@@ -503,3 +503,237 @@ def test_undelete_needs_the_time_travel_columns(session, models, db):
     with pytest.raises(ChrononautException, match=r"docs/migration\.rst"):
         models.Tag.undelete(tag_id)
     assert _unchanged(session)
+
+
+# -- revert_transaction ------------------------------------------------------------------
+
+
+def _transaction_of(obj: Any) -> int:
+    transaction_id: int = obj.versions()[-1].chrononaut_transaction_id
+    return transaction_id
+
+
+def _everything(db: Any) -> tuple[Any, ...]:
+    """The data of every table the transaction tests use, and the whole history."""
+    history = db.session.execute(
+        text("SELECT table_name, key, version, data FROM chrononaut_activity ORDER BY id")
+    ).all()
+    tables = ("todo", "tag", "author", "book", "shelf", "item", "animal", "dog", "translation")
+    return (*(_table(db, name) for name in tables), [tuple(row) for row in history])
+
+
+def _two_models_changed_in_one_transaction(session: Any, models: Any) -> tuple[Any, ...]:
+    """Commit a Todo and three Tags, then one transaction that inserts, updates and
+    deletes objects of both models; return the objects and the transaction's id."""
+    kept = models.Todo(title="kept", priority=Priority.LOW, secret="s1")
+    renamed = models.Tag(name="renamed")
+    removed = models.Tag(name="removed")
+    session.add_all([kept, renamed, removed])
+    session.commit()
+
+    kept.title, kept.priority, kept.secret = "edited", Priority.HIGH, "s2"
+    added_todo = models.Todo(title="added")
+    added_tag = models.Tag(name="added")
+    renamed.name = "renamed, once"
+    session.add_all([added_todo, added_tag])
+    session.flush()
+    renamed.name = "renamed, twice"
+    session.delete(removed)
+    session.commit()
+    return kept, renamed, removed.id, added_todo, added_tag, _transaction_of(kept)
+
+
+def test_revert_transaction_undoes_inserts_updates_and_deletes_of_two_models(session, models, db):
+    kept, renamed, removed_id, added_todo, added_tag, undone = (
+        _two_models_changed_in_one_transaction(session, models)
+    )
+    added_ids = added_todo.id, added_tag.id
+
+    with rationale("bad import"):
+        result = db.revert_transaction(undone)
+    session.commit()
+
+    assert result.transaction_id == undone
+    assert set(result.reverted) == {kept, renamed}
+    assert set(result.deleted) == {added_todo, added_tag}
+    (brought_back,) = result.undeleted
+    session.expire_all()
+    assert (kept.title, kept.priority, kept.version) == ("kept", Priority.LOW, 2)
+    assert kept.secret == "s2"  # hidden: never stored, so it cannot be set back
+    assert (renamed.name, renamed.version) == ("renamed", 3)
+    assert session.get(models.Tag, removed_id) is brought_back
+    assert (brought_back.name, brought_back.version) == ("removed", 2)
+    assert session.get(models.Todo, added_ids[0]) is None
+    assert session.get(models.Tag, added_ids[1]) is None
+
+    revert_rows = session.execute(
+        text(
+            "SELECT table_name, key, version, operation, extra_info, transaction_id "
+            "FROM chrononaut_activity WHERE extra_info ? 'reverted_transaction' "
+            "ORDER BY table_name, key"
+        )
+    ).all()
+    because = {"rationale": "bad import", "reverted_transaction": undone}
+    assert [tuple(row[:5]) for row in revert_rows] == [
+        ("tag", {"id": renamed.id}, 3, "update", {**because, "reverted_to": 0}),
+        ("tag", {"id": removed_id}, 2, "insert", {**because, "undeleted": True}),
+        ("tag", {"id": added_ids[1]}, 1, "delete", because),
+        ("todo", {"id": kept.id}, 2, "update", {**because, "reverted_to": 0}),
+        ("todo", {"id": added_ids[0]}, 1, "delete", because),
+    ]
+    # One new transaction, not the one undone.
+    assert len({row[5] for row in revert_rows}) == 1
+    assert revert_rows[0][5] != undone
+
+
+def test_revert_transaction_sets_foreign_keys_back_before_deleting(session, models, db):
+    first_author = models.Author(name="first")
+    moved = models.Book(title="moved", author=first_author)
+    removed = models.Book(title="removed", author=first_author)
+    session.add_all([moved, removed])
+    session.commit()
+    new_author = models.Author(name="new")
+    moved.author = new_author
+    session.delete(removed)
+    session.commit()
+    removed_id, new_author_id = removed.id, new_author.id
+
+    db.revert_transaction(_transaction_of(moved))
+    session.commit()
+
+    session.expire_all()
+    assert moved.author is first_author
+    assert session.get(models.Author, new_author_id) is None
+    restored = session.get(models.Book, removed_id)
+    assert (restored.title, restored.author) == ("removed", first_author)
+    assert sorted(book.title for book in first_author.books) == ["moved", "removed"]
+
+
+def test_revert_transaction_with_inheritance_and_composite_keys(session, models, db):
+    dog = models.Dog(name="Rex", breed="collie")
+    cat = models.Cat(name="Tom", indoor=True)
+    hello = models.Translation(locale="it", slug="hello", text="Ciao")
+    bye = models.Translation(locale="it", slug="bye", text="Arrivederci")
+    session.add_all([dog, cat, hello, bye])
+    session.commit()
+    dog.breed = "poodle"
+    hello.text = "Salve"
+    session.delete(cat)
+    session.delete(bye)
+    session.commit()
+    cat_id = cat.id
+
+    result = db.revert_transaction(_transaction_of(dog))
+    session.commit()
+
+    session.expire_all()
+    assert dog.breed == "collie"
+    assert hello.text == "Ciao"
+    cat_back = session.get(models.Animal, cat_id)
+    assert type(cat_back) is models.Cat
+    assert (cat_back.name, cat_back.indoor) == ("Tom", True)
+    assert session.get(models.Translation, ("it", "bye")).text == "Arrivederci"
+    assert {type(obj) for obj in result.undeleted} == {models.Cat, models.Translation}
+
+
+def test_revert_transaction_of_an_object_inserted_and_deleted_in_it_changes_nothing(
+    session, models, db
+):
+    tag = models.Tag(name="kept")
+    session.add(tag)
+    session.commit()
+    brief = models.Tag(name="brief")
+    session.add(brief)
+    session.flush()
+    session.delete(brief)
+    tag.name = "changed"
+    session.commit()
+
+    result = db.revert_transaction(_transaction_of(tag))
+    session.commit()
+
+    assert (result.reverted, result.undeleted, result.deleted) == ((tag,), (), ())
+    assert [row[1] for row in _table(db, "tag")] == ["kept"]
+
+
+def test_revert_transaction_is_refused_after_a_later_change_of_one_object(session, models, db):
+    _, renamed, *_, undone = _two_models_changed_in_one_transaction(session, models)
+    renamed.name = "renamed again, later"
+    session.commit()
+    before = _everything(db)
+
+    with pytest.raises(ChrononautException, match=r"tag id=\d+ was changed after it"):
+        db.revert_transaction(undone)
+
+    assert _unchanged(session)
+    session.commit()
+    assert _everything(db) == before
+
+
+def test_revert_transaction_is_refused_after_a_later_delete_of_one_object(session, models, db):
+    *_, added_todo, _, undone = _two_models_changed_in_one_transaction(session, models)
+    session.delete(added_todo)
+    session.commit()
+    before = _everything(db)
+
+    with pytest.raises(ChrononautException, match="was changed after it"):
+        db.revert_transaction(undone)
+
+    assert _unchanged(session)
+    session.commit()
+    assert _everything(db) == before
+
+
+def test_revert_transaction_is_refused_when_an_inserted_object_got_children(session, models, db):
+    shelf = models.Shelf()
+    session.add(shelf)
+    session.commit()
+    undone = _transaction_of(shelf)
+    item = models.Item(name="put there later")
+    shelf.items.append(item)
+    session.commit()
+    before = _everything(db)
+
+    with pytest.raises(ChrononautException, match="Item id=\\d+ refers to it through 'items'"):
+        db.revert_transaction(undone)
+
+    assert _unchanged(session)
+    session.commit()
+    assert _everything(db) == before
+
+
+def test_revert_transaction_refuses_what_is_not_a_recorded_transaction(session, models, db):
+    todo = models.Todo(title="a")
+    session.add(todo)
+    session.commit()
+    recorded = _transaction_of(todo)
+
+    with pytest.raises(InvalidArgumentError, match="No change was recorded"):
+        db.revert_transaction(recorded + 1000)
+    for wrong in ("1", 1.5, True, None):
+        with pytest.raises(InvalidArgumentError, match="takes a transaction id"):
+            db.revert_transaction(wrong)
+    todo.title = "b"
+    session.flush()
+    with pytest.raises(InvalidArgumentError, match="the session's own, still open"):
+        db.revert_transaction(_transaction_of(todo))
+    session.rollback()
+
+    assert todo.title == "a"
+    assert [row[1] for row in _rows(db, "todo")] == [0]
+
+
+def test_revert_transaction_needs_the_time_travel_columns(session, models, db):
+    todo = models.Todo(title="a")
+    session.add(todo)
+    session.commit()
+    undone = _transaction_of(todo)
+    session.execute(text("ALTER TABLE chrononaut_activity DROP COLUMN operation"))
+    session.execute(text("ALTER TABLE chrononaut_activity DROP COLUMN transaction_id"))
+    session.commit()
+    db.engine.dispose()
+
+    with pytest.raises(ChrononautException, match=r"docs/migration\.rst"):
+        db.revert_transaction(undone)
+    assert _unchanged(session)
+    assert _table(db, "todo")[0][1] == "a"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Text, and_, cast, func, select, true, tuple_
-from sqlalchemy.orm import Mapper, RelationshipDirection
+from sqlalchemy.orm import Mapper, RelationshipDirection, RelationshipProperty
 
 from chrononaut._compat import instance_state
 from chrononaut.capture.undo import (
@@ -123,10 +123,11 @@ def revert_transaction(
     session.add_all(undeleted)
     # Set back and brought back first, so that rows referring to an object about to be
     # deleted refer to another by the time it is: a delete sets the foreign keys of
-    # the rows still referring to it to NULL.
+    # the objects in its collections to NULL, so those are read again after the flush.
     session.flush()
     for obj in deleted:
         note_undo(obj, **noted)
+        session.expire(obj, [relationship.key for relationship in _collections_of(obj)])
         session.delete(obj)
     session.flush()
     return RevertedTransaction(
@@ -263,9 +264,7 @@ def _refuse_detaching_others(deleted: list[Any], undone: set[int]) -> None:
     to it and are not undone with it: they were attached to it after the transaction,
     and deleting it would delete them too or change their foreign keys."""
     for obj in deleted:
-        for relationship in instance_state(obj).mapper.relationships:
-            if relationship.direction is not RelationshipDirection.ONETOMANY:
-                continue
+        for relationship in _collections_of(obj):
             related = getattr(obj, relationship.key)
             for other in related if relationship.uselist else [related]:
                 if other is not None and id(other) not in undone:
@@ -280,3 +279,12 @@ def _refuse_detaching_others(deleted: list[Any], undone: set[int]) -> None:
 
 def _key_of(obj: object) -> dict[str, Any]:
     return VersionedColumns.of(instance_state(obj).mapper).key_of(obj)
+
+
+def _collections_of(obj: object) -> list[RelationshipProperty[Any]]:
+    """The one-to-many relationships of ``obj``: those whose objects refer to it."""
+    return [
+        relationship
+        for relationship in instance_state(obj).mapper.relationships
+        if relationship.direction is RelationshipDirection.ONETOMANY
+    ]
