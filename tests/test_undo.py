@@ -9,11 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import String, Text, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chrononaut import Versioned, append_change_info, rationale
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.lives import deleted_condition, operation_of
+from chrononaut.history.snapshot import HistorySnapshot
 from chrononaut.unsafe import suppress_versioning
 from tests.models import Priority
 
@@ -128,6 +130,37 @@ def test_the_callers_change_info_is_recorded_with_reverted_to(session, models, d
     todo.title = "later"
     session.commit()
     assert _rows(db, "todo")[-1][3] == {}
+
+
+def test_revert_to_replaces_unflushed_changes_without_recording_them(session, models, db):
+    todo = _todo_with_three_versions(session, models)
+
+    todo.title = "never recorded"
+    todo.revert_to(0)
+    session.commit()
+
+    assert todo.title == "first"
+    assert [row[1] for row in _rows(db, "todo")] == [0, 1, 2, 3]
+    assert "never recorded" not in {snapshot.title for snapshot in todo.versions()}
+
+
+def test_revert_to_a_snapshot_built_by_hand_finds_its_row(session, models):
+    todo = _todo_with_three_versions(session, models)
+    first = todo.versions()[0]
+    copy = HistorySnapshot(
+        table_name=first.chrononaut_meta["table_name"],
+        changed=first.chrononaut_changed,
+        version=first.chrononaut_version,
+        key=first.chrononaut_key,
+        data=first.chrononaut_data,
+        user_info=first.chrononaut_user_info,
+        extra_info=first.chrononaut_extra_info,
+    )
+
+    todo.revert_to(copy)
+    session.commit()
+
+    assert (todo.title, todo.priority) == ("first", Priority.LOW)
 
 
 def test_revert_to_the_current_state_changes_and_records_nothing(session, models, db):
@@ -518,7 +551,18 @@ def _everything(db: Any) -> tuple[Any, ...]:
     history = db.session.execute(
         text("SELECT table_name, key, version, data FROM chrononaut_activity ORDER BY id")
     ).all()
-    tables = ("todo", "tag", "author", "book", "shelf", "item", "animal", "dog", "translation")
+    tables = (
+        "todo",
+        "tag",
+        "author",
+        "book",
+        "shelf",
+        "item",
+        "animal",
+        "dog",
+        "translation",
+        "appuser",
+    )
     return (*(_table(db, name) for name in tables), [tuple(row) for row in history])
 
 
@@ -694,7 +738,7 @@ def test_revert_transaction_is_refused_when_an_inserted_object_got_children(sess
     session.commit()
     before = _everything(db)
 
-    with pytest.raises(ChrononautException, match="Item id=\\d+ refers to it through 'items'"):
+    with pytest.raises(ChrononautException, match=r"Item id=\d+ refers to it through 'items'"):
         db.revert_transaction(undone)
 
     assert _unchanged(session)
@@ -737,3 +781,48 @@ def test_revert_transaction_needs_the_time_travel_columns(session, models, db):
         db.revert_transaction(undone)
     assert _unchanged(session)
     assert _table(db, "todo")[0][1] == "a"
+
+
+def test_a_failed_revert_leaves_the_session_as_it_was(session, models, db):
+    user = models.User(name="ann", email="ann@example.com")
+    friend = models.User(name="bob", email="bob@example.com")
+    session.add_all([user, friend])
+    session.commit()
+    friend.name = "Bob"
+    session.delete(user)
+    session.commit()
+    undone = _transaction_of(friend)
+    # Another user took the address since: the undeleted user cannot have it back.
+    session.add(models.User(name="ann again", email="ann@example.com"))
+    session.commit()
+    before = _everything(db)
+
+    with pytest.raises(IntegrityError):
+        db.revert_transaction(undone)
+
+    assert _unchanged(session)
+    assert friend.name == "Bob"
+    session.commit()
+    assert _everything(db) == before
+    # The undo's notes did not stay behind on the objects it had changed.
+    friend.name = "Robert"
+    session.commit()
+    assert _rows(db, "appuser")[-1][1:] == (2, "update", {})
+
+
+def test_strict_tracking_needs_a_reason_around_the_call(session, models, db, app):
+    _, renamed, *_, undone = _two_models_changed_in_one_transaction(session, models)
+    app.config["CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO"] = True
+    before = _everything(db)
+
+    with pytest.raises(ChrononautException, match="Strict tracking is enabled"):
+        db.revert_transaction(undone)
+    assert _unchanged(session)
+    session.commit()
+    assert _everything(db) == before
+
+    with rationale("undo the import"):
+        db.revert_transaction(undone)
+    session.commit()
+    assert renamed.name == "renamed"
+    assert _rows(db, "tag")[-1][3]["rationale"] == "undo the import"

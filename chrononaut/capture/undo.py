@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 REVERTED_TO_KEY = "reverted_to"
 UNDELETED_KEY = "undeleted"
 REVERTED_TRANSACTION_KEY = "reverted_transaction"
+_UNDO_KEYS = (REVERTED_TO_KEY, UNDELETED_KEY, REVERTED_TRANSACTION_KEY)
 
 _Model = TypeVar("_Model", bound="HistoryUndo")
 
@@ -80,9 +81,13 @@ class HistoryUndo:
 
         .. versionadded:: 1.0
         """
-        mapper = instance_state(self).mapper
-        snapshot = _snapshot_to_revert_to(self, mapper, snapshot_or_version)
-        if set_back(self, snapshot, VersionedColumns.of_object(mapper, instance_state(self))):
+        state = instance_state(self)
+        session = object_session(self) or _session_of(type(self))
+        # Unflushed changes of the object are replaced, not recorded first.
+        with session.no_autoflush:
+            snapshot = _snapshot_to_revert_to(session, self, state.mapper, snapshot_or_version)
+            changed = set_back(self, snapshot, VersionedColumns.of_object(state.mapper, state))
+        if changed:
             note_undo(self, **{REVERTED_TO_KEY: snapshot.chrononaut_version})
 
     @classmethod
@@ -160,41 +165,58 @@ def note_undo(obj: object, **info: Any) -> None:
     instance_state(obj).info.setdefault(APPENDED_CHANGE_INFO_KEY, {}).update(info)
 
 
+def forget_undo_notes(obj: object) -> None:
+    """Take back what :func:`note_undo` attached to ``obj``, for an undo that failed."""
+    info = instance_state(obj).info
+    appended = info.get(APPENDED_CHANGE_INFO_KEY, {})
+    for key in _UNDO_KEYS:
+        appended.pop(key, None)
+    if not appended:
+        info.pop(APPENDED_CHANGE_INFO_KEY, None)
+
+
 def shown_key(key: Mapping[str, Any]) -> str:
     return ", ".join(f"{name}={value!r}" for name, value in key.items())
 
 
-def _snapshot_to_revert_to(obj: Any, mapper: Mapper[Any], wanted: Any) -> HistorySnapshot:
+def _snapshot_to_revert_to(
+    session: Session, obj: Any, mapper: Mapper[Any], wanted: Any
+) -> HistorySnapshot:
     """Return the row of ``obj``'s history that ``wanted`` names, read with ``obj``'s
     model so that its values type as its columns."""
-    columns = VersionedColumns.of(mapper)
-    session = object_session(obj) or _session_of(type(obj))
-    key = columns.key_of(obj)
+    if isinstance(wanted, bool) or not isinstance(wanted, (HistorySnapshot, int)):
+        raise InvalidArgumentError(
+            "revert_to() takes a HistorySnapshot of the object or a version number, "
+            f"not {type(wanted).__name__}."
+        )
+    key = VersionedColumns.of(mapper).key_of(obj)
     history = object_history(session, type(obj), key)
-    model_name = type(obj).__name__
+    described = f"{type(obj).__name__} {shown_key(key)}"
     if isinstance(wanted, HistorySnapshot):
-        wanted_id = wanted.chrononaut_activity_id
         for snapshot in history:
-            if snapshot.chrononaut_activity_id == wanted_id if wanted_id else snapshot == wanted:
+            if _same_row(snapshot, wanted):
                 return snapshot
         raise InvalidArgumentError(
             f"The snapshot ({wanted.chrononaut_meta['table_name']}, "
-            f"{shown_key(wanted.chrononaut_key)}) is not one of {model_name} "
-            f"{shown_key(key)}'s: revert_to() takes a snapshot from its versions()."
+            f"{shown_key(wanted.chrononaut_key)}) is not one of {described}'s: "
+            "revert_to() takes a snapshot from its versions()."
         )
-    if isinstance(wanted, int) and not isinstance(wanted, bool):
-        # The object as it is now began with its last version 0 row; an undelete
-        # carries the numbers on, so they do not repeat after it.
-        for snapshot in reversed(history):
-            if snapshot.chrononaut_version == wanted:
-                return snapshot
-            if snapshot.chrononaut_version == 0:
-                break
-        raise InvalidArgumentError(f"{model_name} {shown_key(key)} has no version {wanted}.")
-    raise InvalidArgumentError(
-        "revert_to() takes a HistorySnapshot of the object or a version number, "
-        f"not {type(wanted).__name__}."
-    )
+    # The object as it is now began with its last version 0 row; an undelete carries
+    # the numbers on, so they do not repeat after it.
+    for snapshot in reversed(history):
+        if snapshot.chrononaut_version == wanted:
+            return snapshot
+        if snapshot.chrononaut_version == 0:
+            break
+    raise InvalidArgumentError(f"{described} has no version {wanted}.")
+
+
+def _same_row(snapshot: HistorySnapshot, wanted: HistorySnapshot) -> bool:
+    """Tell whether two snapshots are of one row: a snapshot read from the table is
+    known by its row's id, one built by hand by what it holds."""
+    if wanted.chrononaut_activity_id is None:
+        return snapshot == wanted
+    return snapshot.chrononaut_activity_id == wanted.chrononaut_activity_id
 
 
 def set_back(obj: object, snapshot: HistorySnapshot, columns: VersionedColumns) -> bool:

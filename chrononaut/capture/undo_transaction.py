@@ -7,7 +7,7 @@ one commit can be found again and undone together, as new changes of the session
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Text, and_, cast, func, select, true, tuple_
@@ -17,6 +17,7 @@ from chrononaut._compat import instance_state
 from chrononaut.capture.undo import (
     REVERTED_TO_KEY,
     REVERTED_TRANSACTION_KEY,
+    forget_undo_notes,
     note_undo,
     recording_model,
     restored_object,
@@ -79,18 +80,50 @@ def revert_transaction(
         )
     activity = activity_class_for(base).__table__
     require_time_travel_columns(session, activity)
+    plan = _plan(session, activity, base, transaction_id)
+    # A flush that fails (a unique value taken since, strict tracking without a
+    # reason) leaves the session as it was, and none of the notes behind.
+    try:
+        with session.begin_nested():
+            _apply(session, plan)
+    except Exception:
+        for obj in (*(obj for obj, _ in plan.reverted), *plan.undeleted, *plan.deleted):
+            forget_undo_notes(obj)
+        raise
+    return RevertedTransaction(
+        transaction_id,
+        tuple(obj for obj, _ in plan.reverted),
+        tuple(plan.undeleted),
+        tuple(plan.deleted),
+    )
+
+
+@dataclass
+class _Plan:
+    """What undoing a transaction will do, worked out before the session is changed."""
+
+    transaction_id: int
+    #: Each object to set back, with its state before the transaction.
+    reverted: list[tuple[Any, HistorySnapshot]] = field(default_factory=list)
+    #: New, transient objects that take the place of those the transaction deleted.
+    undeleted: list[Any] = field(default_factory=list)
+    deleted: list[Any] = field(default_factory=list)
+
+
+def _plan(session: Session, activity: Table, base: type[Any], transaction_id: int) -> _Plan:
+    """Work out the undo of the transaction from its rows and the rows before them.
+
+    :raises ChrononautException: something stands in the way of undoing it.
+    """
     objects = _rows_by_object(session, activity, base, transaction_id)
     _refuse_later_changes(session, activity, transaction_id, objects)
     before = _rows_before(session, activity, [rows.first.id for rows in objects.values()])
-
-    reverted: list[tuple[Any, HistorySnapshot]] = []
-    undeleted: list[Any] = []
-    deleted: list[Any] = []
+    plan = _Plan(transaction_id)
     for rows in objects.values():
         existed, exists = rows.first.operation != INSERT, rows.last.operation != DELETE
         if not existed:
             if exists:
-                deleted.append(_live_object(session, rows, transaction_id))
+                plan.deleted.append(_live_object(session, rows, transaction_id))
             continue
         previous = before.get(rows.first.id)
         if previous is None:
@@ -101,41 +134,36 @@ def revert_transaction(
             )
         if exists:
             live = _live_object(session, rows, transaction_id)
-            reverted.append((live, HistorySnapshot.from_activity(previous, type(live))))
+            plan.reverted.append((live, HistorySnapshot.from_activity(previous, type(live))))
         else:
-            model = recording_model(rows.mappers, previous.data)
-            undeleted.append(
-                restored_object(
-                    HistorySnapshot.from_activity(previous, model), rows.last.version + 1
-                )
+            state = HistorySnapshot.from_activity(
+                previous, recording_model(rows.mappers, previous.data)
             )
+            plan.undeleted.append(restored_object(state, rows.last.version + 1))
     _refuse_detaching_others(
-        deleted, {id(obj) for obj, _ in reverted} | {id(obj) for obj in deleted}
+        plan.deleted, {id(obj) for obj, _ in plan.reverted} | {id(obj) for obj in plan.deleted}
     )
+    return plan
 
-    noted = {REVERTED_TRANSACTION_KEY: transaction_id}
-    for obj, previous_state in reverted:
+
+def _apply(session: Session, plan: _Plan) -> None:
+    noted = {REVERTED_TRANSACTION_KEY: plan.transaction_id}
+    for obj, previous_state in plan.reverted:
         columns = VersionedColumns.of_object(instance_state(obj).mapper, instance_state(obj))
         if set_back(obj, previous_state, columns):
             note_undo(obj, **noted, **{REVERTED_TO_KEY: previous_state.chrononaut_version})
-    for obj in undeleted:
+    for obj in plan.undeleted:
         note_undo(obj, **noted)
-    session.add_all(undeleted)
+    session.add_all(plan.undeleted)
     # Set back and brought back first, so that rows referring to an object about to be
     # deleted refer to another by the time it is: a delete sets the foreign keys of
     # the objects in its collections to NULL, so those are read again after the flush.
     session.flush()
-    for obj in deleted:
+    for obj in plan.deleted:
         note_undo(obj, **noted)
         session.expire(obj, [relationship.key for relationship in _collections_of(obj)])
         session.delete(obj)
     session.flush()
-    return RevertedTransaction(
-        transaction_id,
-        tuple(obj for obj, _ in reverted),
-        tuple(undeleted),
-        tuple(deleted),
-    )
 
 
 def _rows_by_object(
