@@ -85,7 +85,7 @@ class VersionedSQLAlchemy(SessionFactoryHook):
         changes objects of any number of models.
 
         :param transaction_id: the id a snapshot gives as
-            :attr:`~chrononaut.models.HistorySnapshot.chrononaut_transaction_id`.
+            :attr:`~chrononaut.history.snapshot.HistorySnapshot.chrononaut_transaction_id`.
         :return: the objects set back, brought back and deleted.
         :raises InvalidArgumentError: the id is not an integer, no change was recorded
             by that transaction, or it is the session's own, still open one.
