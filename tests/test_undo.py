@@ -826,3 +826,56 @@ def test_strict_tracking_needs_a_reason_around_the_call(session, models, db, app
     session.commit()
     assert renamed.name == "renamed"
     assert _rows(db, "tag")[-1][3]["rationale"] == "undo the import"
+
+
+def test_revert_transaction_refuses_an_object_whose_earlier_state_was_not_recorded(
+    session, models, db
+):
+    todo = models.Todo(title="inserted without history")
+    with suppress_versioning():
+        session.add(todo)
+        session.commit()
+    todo.title = "changed"
+    session.commit()
+    before = _everything(db)
+
+    with pytest.raises(ChrononautException, match="earlier state was never recorded"):
+        db.revert_transaction(_transaction_of(todo))
+
+    assert _unchanged(session)
+    session.commit()
+    assert _everything(db) == before
+
+
+def test_revert_transaction_refuses_an_object_deleted_without_history_since(session, models, db):
+    todo = models.Todo(title="first")
+    session.add(todo)
+    session.commit()
+    todo.title = "changed"
+    session.commit()
+    undone = _transaction_of(todo)
+    with suppress_versioning():
+        session.delete(todo)
+        session.commit()
+    before = _everything(db)
+
+    with pytest.raises(ChrononautException, match="deleted without history"):
+        db.revert_transaction(undone)
+
+    assert _unchanged(session)
+    session.commit()
+    assert _everything(db) == before
+
+
+def test_revert_transaction_refuses_a_table_no_model_maps(session, models, db):
+    tag = models.Tag(name="a")
+    session.add(tag)
+    session.commit()
+    undone = _transaction_of(tag)
+    with suppress_versioning(allow_deleting_history=True):
+        session.execute(text("UPDATE chrononaut_activity SET table_name = 'dropped_table'"))
+        session.commit()
+
+    with pytest.raises(ChrononautException, match="changed the table dropped_table"):
+        db.revert_transaction(undone)
+    assert _unchanged(session)

@@ -118,12 +118,15 @@ def _plan(session: Session, activity: Table, base: type[Any], transaction_id: in
     objects = _rows_by_object(session, activity, base, transaction_id)
     _refuse_later_changes(session, activity, transaction_id, objects)
     before = _rows_before(session, activity, [rows.first.id for rows in objects.values()])
+    live_objects = _live_objects(
+        session, [rows for rows in objects.values() if rows.last.operation != DELETE]
+    )
     plan = _Plan(transaction_id)
     for rows in objects.values():
         existed, exists = rows.first.operation != INSERT, rows.last.operation != DELETE
         if not existed:
             if exists:
-                plan.deleted.append(_live_object(session, rows, transaction_id))
+                plan.deleted.append(_live_object(live_objects, rows, transaction_id))
             continue
         previous = before.get(rows.first.id)
         if previous is None:
@@ -133,7 +136,7 @@ def _plan(session: Session, activity: Table, base: type[Any], transaction_id: in
                 "it cannot be set back."
             )
         if exists:
-            live = _live_object(session, rows, transaction_id)
+            live = _live_object(live_objects, rows, transaction_id)
             plan.reverted.append((live, HistorySnapshot.from_activity(previous, type(live))))
         else:
             state = HistorySnapshot.from_activity(
@@ -263,26 +266,57 @@ def _rows_before(session: Session, activity: Table, row_ids: list[int]) -> dict[
     return {row.undone_id: row for row in session.execute(statement)}
 
 
-def _live_object(session: Session, rows: _ObjectRows, transaction_id: int) -> Any:
+#: Objects loaded by one SELECT; PostgreSQL takes far more, but plans long lists slowly.
+_OBJECTS_PER_SELECT = 1000
+
+
+def _identity(base_mapper: Mapper[Any], key: dict[str, Any]) -> tuple[Any, ...]:
+    """Return the primary key values of the object with the stored ``key``."""
+    names = VersionedColumns.of(base_mapper).primary_key
+    return tuple(
+        deserialize_value(key.get(name), column.type)
+        for name, column in zip(names, base_mapper.primary_key, strict=True)
+    )
+
+
+def _live_objects(
+    session: Session, objects: list[_ObjectRows]
+) -> dict[tuple[Mapper[Any], tuple[Any, ...]], Any]:
+    """Load the live objects of ``objects`` with one SELECT per model (and 1,000
+    objects), rather than one for each; return them by base mapper and identity."""
+    identities: dict[Mapper[Any], list[tuple[Any, ...]]] = {}
+    for rows in objects:
+        base_mapper = rows.mappers[0].base_mapper
+        identities.setdefault(base_mapper, []).append(_identity(base_mapper, rows.last.key))
+    loaded: dict[tuple[Mapper[Any], tuple[Any, ...]], Any] = {}
+    for base_mapper, wanted in identities.items():
+        key_columns = tuple_(*base_mapper.primary_key)
+        for first in range(0, len(wanted), _OBJECTS_PER_SELECT):
+            chunk = wanted[first : first + _OBJECTS_PER_SELECT]
+            found = session.scalars(select(base_mapper).where(key_columns.in_(chunk)))
+            for obj in found:
+                identity = tuple(base_mapper.primary_key_from_instance(obj))
+                loaded[base_mapper, identity] = obj
+    return loaded
+
+
+def _live_object(
+    live_objects: dict[tuple[Mapper[Any], tuple[Any, ...]], Any],
+    rows: _ObjectRows,
+    transaction_id: int,
+) -> Any:
     """Return the live object the rows are of.
 
     :raises ChrononautException: it has no live row, though no change after the
         transaction was recorded: it was deleted without history.
     """
     base_mapper = rows.mappers[0].base_mapper
-    key = rows.last.key
-    identity = tuple(
-        deserialize_value(key.get(name), column.type)
-        for name, column in zip(
-            VersionedColumns.of(base_mapper).primary_key, base_mapper.primary_key, strict=True
-        )
-    )
-    live = session.get(base_mapper.class_, identity)
+    live = live_objects.get((base_mapper, _identity(base_mapper, rows.last.key)))
     if live is None:
         raise ChrononautException(
-            f"{rows.last.table_name} {shown_key(key)}, which transaction {transaction_id} "
-            "changed, no longer exists though no later change was recorded: it was "
-            "deleted without history, and cannot be set back."
+            f"{rows.last.table_name} {shown_key(rows.last.key)}, which transaction "
+            f"{transaction_id} changed, no longer exists though no later change was "
+            "recorded: it was deleted without history, and cannot be set back."
         )
     return live
 
