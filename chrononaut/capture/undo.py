@@ -95,11 +95,12 @@ class HistoryUndo:
         """Bring back the deleted object of this model with primary key ``key``.
 
         The object is rebuilt from its last recorded state under its old key, added to
-        the session and returned; the next flush inserts it and records the insert
-        (operation ``"insert"``) with the version after its delete's, so its history
-        carries on, and ``extra_info["undeleted"] = True``. Its relationships are
-        loaded from the foreign keys it gets back; an object it refers to that is
-        deleted too must be brought back first (or in the same flush).
+        the model's session (``db.session``) and returned; the next flush inserts it
+        and records the insert (operation ``"insert"``) with the version after its
+        delete's, so its history carries on, and ``extra_info["undeleted"] = True``.
+        Its relationships are loaded from the foreign keys it gets back; an object it
+        refers to that is deleted too must be brought back first (or in the same
+        flush).
 
         Hidden and untracked attributes were never stored: they get their column's
         default, or ``None``. A column among them that may not be ``NULL`` and has no
@@ -126,8 +127,8 @@ class HistoryUndo:
         key_values = _key_values(mapper, key)
         stored_key = _stored_key(mapper, key_values)
         shown = shown_key(stored_key)
-        newest = _newest_row(session, activity, mapper, stored_key)
-        if newest is None:
+        found = _newest_row(session, activity, mapper, stored_key)
+        if found is None:
             raise InvalidArgumentError(
                 f"No {cls.__name__} with key {shown} was ever recorded: nothing to undelete."
             )
@@ -136,6 +137,7 @@ class HistoryUndo:
                 f"{cls.__name__} {shown} exists: undelete brings back deleted objects; "
                 "use revert_to() to set a live object back to an earlier state."
             )
+        newest, model = found
         operation = operation_of(newest, None, live=False)
         if operation != DELETE:
             raise InvalidArgumentError(
@@ -143,11 +145,9 @@ class HistoryUndo:
                 "a delete: it was deleted without history (inside suppress_versioning()), "
                 "so its delete cannot be undone."
             )
-        model = newest.chrononaut_model
-        if model is None or not issubclass(model, cls):
-            found = "an unknown model" if model is None else model.__name__
+        if not issubclass(model, cls):
             raise InvalidArgumentError(
-                f"The deleted object with key {shown} was a {found}, not a {cls.__name__}."
+                f"The deleted object with key {shown} was a {model.__name__}, not a {cls.__name__}."
             )
         restored: _Model = restored_object(newest, newest.chrononaut_version + 1)
         session.add(restored)
@@ -296,9 +296,9 @@ def recording_model(mappers: list[Mapper[Any]], data: Mapping[str, Any]) -> type
 
 def _newest_row(
     session: Session, activity: Table, mapper: Mapper[Any], key: dict[str, Any]
-) -> HistorySnapshot | None:
+) -> tuple[HistorySnapshot, type[Any]] | None:
     """Return the newest row with ``key`` of ``mapper``'s model and its subclasses,
-    as a snapshot of the class that recorded it."""
+    as a snapshot of the class that recorded it, and that class."""
     statements = HistoryStatements.for_session(session, activity)
     by_table = versioned_mappers(mapper.registry)
     tables = {VersionedColumns.of(sub).table_name for sub in mapper.self_and_descendants}
@@ -312,7 +312,7 @@ def _newest_row(
     if newest is None:
         return None
     model = recording_model(by_table[newest.table_name], newest.data)
-    return HistorySnapshot.from_activity(newest, model)
+    return HistorySnapshot.from_activity(newest, model), model
 
 
 def restored_object(snapshot: HistorySnapshot, version: int) -> Any:
