@@ -132,6 +132,19 @@ def test_the_callers_change_info_is_recorded_with_reverted_to(session, models, d
     assert _rows(db, "todo")[-1][3] == {}
 
 
+def test_a_rolled_back_revert_leaves_no_note_for_the_next_change(session, models, db):
+    todo = _todo_with_three_versions(session, models)
+    todo.revert_to(0)
+    session.flush()
+    session.rollback()
+
+    todo.text = "a later change"
+    session.commit()
+
+    assert todo.title == "third"
+    assert _rows(db, "todo")[-1][1:] == (3, "update", {})
+
+
 def test_revert_to_replaces_unflushed_changes_without_recording_them(session, models, db):
     todo = _todo_with_three_versions(session, models)
 
@@ -808,6 +821,21 @@ def test_a_failed_revert_leaves_the_session_as_it_was(session, models, db):
     friend.name = "Robert"
     session.commit()
     assert _rows(db, "appuser")[-1][1:] == (2, "update", {})
+
+
+def test_a_rolled_back_revert_transaction_leaves_no_notes(session, models, db):
+    kept, renamed, removed_id, added_todo, _, undone = _two_models_changed_in_one_transaction(
+        session, models
+    )
+    db.revert_transaction(undone)
+    session.rollback()
+
+    kept.text, renamed.name, added_todo.text = "later", "later", "later"
+    session.commit()
+
+    assert session.get(models.Tag, removed_id) is None
+    assert [row[3] for row in _rows(db, "todo")[-2:]] == [{}, {}]
+    assert _rows(db, "tag")[-1][3] == {}
 
 
 def test_strict_tracking_needs_a_reason_around_the_call(session, models, db, app):

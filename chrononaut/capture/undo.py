@@ -33,7 +33,7 @@ from chrononaut.history.snapshot import HistorySnapshot
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import InstanceState, Session
 
 #: The ``extra_info`` keys an undo records: the version an object was set back to,
 #: that an object was brought back after its delete, and the transaction undone.
@@ -41,6 +41,8 @@ REVERTED_TO_KEY = "reverted_to"
 UNDELETED_KEY = "undeleted"
 REVERTED_TRANSACTION_KEY = "reverted_transaction"
 _UNDO_KEYS = (REVERTED_TO_KEY, UNDELETED_KEY, REVERTED_TRANSACTION_KEY)
+#: ``Session.info`` key: ``(transaction, state)`` of each undo noted and not committed.
+_UNDO_NOTES_KEY = "chrononaut.undo_notes"
 
 _Model = TypeVar("_Model", bound="HistoryUndo")
 
@@ -151,6 +153,7 @@ class HistoryUndo:
             )
         restored: _Model = restored_object(newest, newest.chrononaut_version + 1)
         session.add(restored)
+        note_undo(restored, **{UNDELETED_KEY: True})
         return restored
 
 
@@ -161,18 +164,58 @@ def _session_of(model: type[Any]) -> Session:
 
 def note_undo(obj: object, **info: Any) -> None:
     """Attach ``info`` to ``obj``'s next recorded version, as
-    :func:`~chrononaut.append_change_info` does."""
-    instance_state(obj).info.setdefault(APPENDED_CHANGE_INFO_KEY, {}).update(info)
+    :func:`~chrononaut.append_change_info` does, until the transaction it was noted in
+    rolls back (:func:`drop_rolled_back_undo_notes`)."""
+    state = instance_state(obj)
+    state.info.setdefault(APPENDED_CHANGE_INFO_KEY, {}).update(info)
+    session = state.session
+    if session is not None:
+        transaction = session.get_nested_transaction() or session.get_transaction()
+        session.info.setdefault(_UNDO_NOTES_KEY, []).append((transaction, state))
 
 
-def forget_undo_notes(obj: object) -> None:
-    """Take back what :func:`note_undo` attached to ``obj``, for an undo that failed."""
-    info = instance_state(obj).info
-    appended = info.get(APPENDED_CHANGE_INFO_KEY, {})
+def drop_rolled_back_undo_notes(session: Session, previous_transaction: Any) -> None:
+    """``after_soft_rollback``: the undo a rolled back transaction (or savepoint) held
+    is gone, and so are its notes; they would otherwise stay on the objects, as
+    appended info does, and be recorded with the next change of each."""
+    notes = session.info.get(_UNDO_NOTES_KEY)
+    if not notes:
+        return
+    # A failed flush rolls back its own subtransaction, and with it every transaction
+    # up to the nearest savepoint, or the outermost one.
+    rolled_back = previous_transaction
+    while rolled_back.parent is not None and not rolled_back.nested:
+        rolled_back = rolled_back.parent
+    kept = []
+    for transaction, state in notes:
+        if _within(transaction, rolled_back):
+            _forget_undo_notes(state)
+        else:
+            kept.append((transaction, state))
+    session.info[_UNDO_NOTES_KEY] = kept
+
+
+def forget_committed_undo_notes(session: Session) -> None:
+    """``after_commit``: a commit records every note; the recorder drops them from the
+    objects, and here they are forgotten."""
+    if session.get_nested_transaction() is None:
+        session.info.pop(_UNDO_NOTES_KEY, None)
+
+
+def _within(transaction: Any, outer: Any) -> bool:
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False
+
+
+def _forget_undo_notes(state: InstanceState[Any]) -> None:
+    appended = state.info.get(APPENDED_CHANGE_INFO_KEY, {})
     for key in _UNDO_KEYS:
         appended.pop(key, None)
     if not appended:
-        info.pop(APPENDED_CHANGE_INFO_KEY, None)
+        state.info.pop(APPENDED_CHANGE_INFO_KEY, None)
 
 
 def shown_key(key: Mapping[str, Any]) -> str:
@@ -317,7 +360,7 @@ def _newest_row(
 
 def restored_object(snapshot: HistorySnapshot, version: int) -> Any:
     """Return a new, transient object of the snapshot's model with its tracked values
-    and ``version``, noted as undeleted.
+    and ``version``.
 
     :raises ChrononautException: a column the snapshot does not hold may not be NULL
         and has no default.
@@ -346,7 +389,6 @@ def restored_object(snapshot: HistorySnapshot, version: int) -> Any:
     for name, value in values.items():
         setattr(restored, name, value)
     restored.version = version
-    note_undo(restored, **{UNDELETED_KEY: True})
     return restored
 
 

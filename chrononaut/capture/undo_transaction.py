@@ -17,7 +17,7 @@ from chrononaut._compat import instance_state
 from chrononaut.capture.undo import (
     REVERTED_TO_KEY,
     REVERTED_TRANSACTION_KEY,
-    forget_undo_notes,
+    UNDELETED_KEY,
     note_undo,
     recording_model,
     restored_object,
@@ -82,14 +82,10 @@ def revert_transaction(
     require_time_travel_columns(session, activity)
     plan = _plan(session, activity, base, transaction_id)
     # A flush that fails (a unique value taken since, strict tracking without a
-    # reason) leaves the session as it was, and none of the notes behind.
-    try:
-        with session.begin_nested():
-            _apply(session, plan)
-    except Exception:
-        for obj in (*(obj for obj, _ in plan.reverted), *plan.undeleted, *plan.deleted):
-            forget_undo_notes(obj)
-        raise
+    # reason) rolls the savepoint back: the session is left as it was, and the
+    # rollback takes the notes back.
+    with session.begin_nested():
+        _apply(session, plan)
     return RevertedTransaction(
         transaction_id,
         tuple(obj for obj, _ in plan.reverted),
@@ -155,9 +151,9 @@ def _apply(session: Session, plan: _Plan) -> None:
         columns = VersionedColumns.of_object(instance_state(obj).mapper, instance_state(obj))
         if set_back(obj, previous_state, columns):
             note_undo(obj, **noted, **{REVERTED_TO_KEY: previous_state.chrononaut_version})
-    for obj in plan.undeleted:
-        note_undo(obj, **noted)
     session.add_all(plan.undeleted)
+    for obj in plan.undeleted:
+        note_undo(obj, **noted, **{UNDELETED_KEY: True})
     # Set back and brought back first, so that rows referring to an object about to be
     # deleted refer to another by the time it is: a delete sets the foreign keys of
     # the objects in its collections to NULL, so those are read again after the flush.
