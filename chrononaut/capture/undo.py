@@ -63,8 +63,9 @@ class HistoryUndo:
         on up), with ``extra_info["reverted_to"]`` set to the version reverted to, next
         to the change info of the open blocks and of
         :func:`~chrononaut.append_change_info`. Like appended info, the note stays with
-        the object until a commit records it. When every tracked value already equals
-        the recorded one, nothing is changed and nothing will be recorded.
+        the object until a commit records it; a rollback takes it back with the change.
+        When every tracked value already equals the recorded one, nothing is changed
+        and nothing will be recorded.
 
         Hidden attributes keep their current values, as theirs were never stored;
         untracked attributes keep theirs too, as they are not part of history. The
