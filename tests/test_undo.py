@@ -442,6 +442,26 @@ def test_undelete_with_inheritance_makes_the_subclass_that_was_deleted(session, 
     assert _rows(db, "dog")[-1][1:] == (2, "insert", {"undeleted": True})
 
 
+def test_undo_with_attribute_names_that_differ_from_column_names(session, models, db):
+    gadget = models.Gadget(display_name="Widget")
+    country = models.Country(code="NZ", name="New Zealand")
+    session.add_all([gadget, country])
+    session.commit()
+    gadget.display_name = "Gizmo"
+    session.commit()
+    gadget.revert_to(0)
+    session.delete(country)
+    session.commit()
+
+    restored = models.Country.undelete("NZ")
+    session.commit()
+
+    assert gadget.display_name == "Widget"
+    assert _rows(db, "gadget")[-1][1:] == (2, "update", {"reverted_to": 0})
+    assert (restored.code, restored.name, restored.version) == ("NZ", "New Zealand", 2)
+    assert _rows(db, "country")[-1] == ({"code": "NZ"}, 2, "insert", {"undeleted": True})
+
+
 def test_undelete_refuses_a_live_key_a_key_never_recorded_and_a_bad_key(session, models, db):
     todo = models.Todo(title="live")
     session.add(todo)
