@@ -51,7 +51,9 @@ class RevertedTransaction:
 
     #: The transaction undone.
     transaction_id: int
-    #: Objects it changed, set back to their state before it.
+    #: Objects it changed, set back to their state before it (those whose tracked
+    #: values differed from it have a new version; a change of hidden values only
+    #: cannot be undone).
     reverted: tuple[Any, ...]
     #: Objects it deleted, brought back (new instances in the session).
     undeleted: tuple[Any, ...]
@@ -65,6 +67,7 @@ class _ObjectRows:
 
     first: Any
     last: Any
+    #: The versioned mappers whose rows are recorded under the object's table name.
     mappers: list[Mapper[Any]]
 
 
