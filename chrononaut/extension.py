@@ -12,6 +12,7 @@ from chrononaut._compat import SessionFactoryHook
 from chrononaut.capture import recorder
 from chrononaut.capture.change_info import DEFAULT_USER_ID_ATTRIBUTE, USER_ID_ATTRIBUTE
 from chrononaut.capture.session import VersionedSession
+from chrononaut.capture.undo_transaction import RevertedTransaction, revert_transaction
 from chrononaut.exceptions import InvalidArgumentError
 from chrononaut.history.activity import Activity, activity_factory
 
@@ -60,6 +61,41 @@ class VersionedSQLAlchemy(SessionFactoryHook):
     def activity_cls(self) -> type[Activity]:
         """The mapped model of the ``chrononaut_activity`` table."""
         return self._activity_class
+
+    def revert_transaction(self, transaction_id: int) -> RevertedTransaction:
+        """Undo every change that one database transaction recorded, in ``db.session``.
+
+        Objects it changed are set back to their state before it, objects it inserted
+        are deleted, and objects it deleted are brought back under their old keys (as
+        :meth:`~chrononaut.capture.undo.HistoryUndo.undelete` does). The changes are
+        flushed, so that they reach the database in an order its foreign keys accept
+        (first the objects set back and brought back, then the deletes), and recorded
+        then, each with ``extra_info["reverted_transaction"]`` (and ``reverted_to`` or
+        ``undeleted``) next to the change info of the open blocks: open
+        :func:`~chrononaut.rationale` around the call, not only around the commit. The
+        caller commits, or rolls back to drop the undo.
+
+        The transaction is refused, before anything is changed, when a later
+        transaction recorded a change of one of its objects (undo that one first), or
+        an object it inserted has others attached to it since. Hidden attributes, whose
+        values were never stored, keep their values or come back empty as in
+        :meth:`~chrononaut.capture.undo.HistoryUndo.revert_to` and ``undelete``.
+
+        It is a method of the extension, not of a model, because one transaction
+        changes objects of any number of models.
+
+        :param transaction_id: the id a snapshot gives as
+            :attr:`~chrononaut.history.snapshot.HistorySnapshot.chrononaut_transaction_id`.
+        :return: the objects set back, brought back and deleted.
+        :raises InvalidArgumentError: the id is not an integer, no change was recorded
+            by that transaction, or it is the session's own, still open one.
+        :raises ChrononautException: a later change or an attached object stands in the
+            way, an object cannot be set back or brought back, or the activity table
+            lacks the time-travel columns.
+
+        .. versionadded:: 1.0
+        """
+        return revert_transaction(self.session(), self.Model, transaction_id)
 
     def init_app(self, app: Flask) -> None:
         """Register the extension on ``app``, set the ``CHRONONAUT_*`` config defaults

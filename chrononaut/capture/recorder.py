@@ -59,6 +59,7 @@ from chrononaut.capture.guard import (
 )
 from chrononaut.capture.locking import RowsToLock, lock_rows, rows_to_lock
 from chrononaut.capture.session import VersionedSession
+from chrononaut.capture.undo import drop_rolled_back_undo_notes, forget_committed_undo_notes
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import ChrononautException
 from chrononaut.history.activity import (
@@ -399,6 +400,8 @@ _SESSION_LISTENERS = (
     ("after_commit", forget_recorded_appended_info),
     ("after_rollback", _discard_flush_state),
     ("after_soft_rollback", keep_appended_info_rolled_back),
+    ("after_commit", forget_committed_undo_notes),
+    ("after_soft_rollback", drop_rolled_back_undo_notes),
     ("do_orm_execute", refuse_unrecorded_statement),
 )
 _MAPPER_LISTENERS = (

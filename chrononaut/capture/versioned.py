@@ -6,10 +6,11 @@ from sqlalchemy import Integer
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from chrononaut.capture.change_info import ChangeInfoMixin
+from chrononaut.capture.undo import HistoryUndo
 from chrononaut.history.reads import HistoryReads
 
 
-class Versioned(ChangeInfoMixin, HistoryReads):
+class Versioned(ChangeInfoMixin, HistoryReads, HistoryUndo):
     """Mixin that records a snapshot of the model on every insert, change and delete.
 
     Class attributes that tune it:
@@ -26,7 +27,8 @@ class Versioned(ChangeInfoMixin, HistoryReads):
 
     A nullable integer ``version`` column is added unless the model or a mapped parent
     already has one. The query methods come from
-    :class:`~chrononaut.history.reads.HistoryReads`.
+    :class:`~chrononaut.history.reads.HistoryReads`, the undo methods from
+    :class:`~chrononaut.capture.undo.HistoryUndo`.
     """
 
     @declared_attr

@@ -5,7 +5,8 @@ Rows written since 1.0 record their operation. Rows written before (by Chrononau
 theirs from the object's other rows, so that dated reads are exact on old data too:
 
 - a row with version 0 is an insert (every object starts at version 0);
-- a row followed by a version 0 row of the same key is a delete: the key started a
+- a row followed by a version 0 row of the same key, or by a recorded insert (an
+  undelete, which carries the version numbers on), is a delete: the key started a
   new life after it, and the original recorded each delete as one more snapshot;
 - the newest row of a key is a delete when no live row has that key any more;
 - any other row is an update.
@@ -49,7 +50,10 @@ def operation_of(snapshot: HistorySnapshot, following: HistorySnapshot | None, l
     if snapshot.chrononaut_version == 0:
         return INSERT
     if following is not None:
-        return DELETE if following.chrononaut_version == 0 else UPDATE
+        starts_a_life = (
+            following.chrononaut_version == 0 or following.chrononaut_operation == INSERT
+        )
+        return DELETE if starts_a_life else UPDATE
     return UPDATE if live else DELETE
 
 
@@ -64,8 +68,8 @@ def deleted_condition(
     :param mapper: the versioned model's mapper, whose table holds the live rows.
     """
     later = activity.alias("later")
-    next_version = (
-        select(later.c.version)
+    next_starts_a_life = (
+        select(later.c.operation.is_not_distinct_from(INSERT) | (later.c.version == 0))
         .where(
             later.c.table_name == rows.c.table_name,
             later.c.key == rows.c.key,
@@ -87,7 +91,7 @@ def deleted_condition(
         .select_from(live)
     )
     # Never NULL, so that its negation keeps the rows that are not deletes.
-    guessed = and_(rows.c.version > 0, func.coalesce(next_version == 0, ~live_row))
+    guessed = and_(rows.c.version > 0, func.coalesce(next_starts_a_life, ~live_row))
     condition: ColumnElement[bool] = func.coalesce(rows.c.operation == DELETE, guessed)
     return condition
 
