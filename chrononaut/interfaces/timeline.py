@@ -24,9 +24,12 @@ from sqlalchemy import (
     ColumnElement,
     FromClause,
     Table,
+    and_,
     case,
     false,
+    func,
     inspect,
+    not_,
     null,
     select,
     true,
@@ -247,8 +250,19 @@ def kind_condition(
         ``rows``, which must then be the table.
     :raises ValueError: ``kind`` is not one of them.
     """
-    operation = _OPERATION_OF_KIND[parse_kind(kind)]
-    return operation_expression(rows, activity) == operation
+    kind = parse_kind(kind)
+    recorded = rows.c.operation == _OPERATION_OF_KIND[kind]
+    # Each kind reads only as much of the rule as it needs: a creation is told by its
+    # version alone, and only deletes and changes look up other rows.
+    if kind == CREATED:
+        read: ColumnElement[bool] = rows.c.version == 0
+    elif kind == DELETED:
+        read = _read_delete(rows, activity)
+    else:
+        read = and_(rows.c.version > 0, not_(_read_delete(rows, activity)))
+    # COALESCE reads the rule only for the rows that record no operation.
+    condition: ColumnElement[bool] = func.coalesce(recorded, read)
+    return condition
 
 
 def operation_expression(rows: FromClause, activity: Table | None = None) -> ColumnElement[str]:
@@ -262,17 +276,26 @@ def operation_expression(rows: FromClause, activity: Table | None = None) -> Col
     :param rows: the activity table, or a selectable with its columns.
     :param activity: the activity table; defaults to ``rows``.
     """
-    table = cast(Table, rows) if activity is None else activity
-    guessed_delete = [
-        (rows.c.table_name == table_name, deleted_condition(rows, table, inspect(model)))
-        for table_name, model in models_by_table().items()
-    ]
     return case(
         (rows.c.operation.is_not(None), rows.c.operation),
         (rows.c.version == 0, INSERT),
-        (case(*guessed_delete, else_=false()) if guessed_delete else false(), DELETE),
+        (_read_delete(rows, activity), DELETE),
         else_=UPDATE,
     )
+
+
+def _read_delete(rows: FromClause, activity: Table | None) -> ColumnElement[bool]:
+    """The rule's delete, for rows that record no operation: by the versioned model
+    of each row's table; never for a table that no model maps."""
+    table = cast(Table, rows) if activity is None else activity
+    by_table = [
+        (rows.c.table_name == table_name, deleted_condition(rows, table, inspect(model)))
+        for table_name, model in models_by_table().items()
+    ]
+    if not by_table:
+        return false()
+    condition: ColumnElement[bool] = case(*by_table, else_=false())
+    return condition
 
 
 def models_by_table() -> dict[str, type[Versioned]]:
