@@ -7,10 +7,22 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import event, insert, select, text, update
 
 from chrononaut import extra_change_info, rationale
 from chrononaut.history.serialization import UTC
+from chrononaut.interfaces.timeline import (
+    CHANGED,
+    CREATED,
+    DELETED,
+    FILTERABLE_KINDS,
+    activity_feed,
+    has_been_deleted,
+    kind_of,
+    object_timeline,
+)
 from chrononaut.unsafe import suppress_versioning
 from chrononaut.views import history_blueprint
 from tests.models import Priority
@@ -468,6 +480,66 @@ def test_a_key_deleted_and_used_again_shows_both_lives(client, session, models, 
     feed_html += client.get("/history/activity?page=2").get_data(as_text=True)
     assert re.findall(r"key=NO#([^\"]+)", feed_html) == headings
     assert re.findall(r'<section class="version" id="([^"]+)">', html) == ["v0"]
+
+
+# One key's history after its creation: each step changes the object, deletes it, or
+# creates it again once deleted (steps that do not fit are skipped).
+LIFE_STEPS = st.lists(st.sampled_from(["change", "delete", "create"]), max_size=8)
+
+
+@pytest.mark.parametrize("models", ["classic"], indirect=True)
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=LIFE_STEPS)
+def test_any_lives_of_a_key_read_the_same_without_recorded_operations(db, models, steps):
+    db.session.remove()
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("TRUNCATE tag, chrononaut_activity CASCADE")
+    session = db.session
+    session.add(models.Tag(id=1, name="0"))
+    session.commit()
+    expected, alive = [CREATED], True
+    for number, step in enumerate(steps, 1):
+        if alive and step == "change":
+            session.get(models.Tag, 1).name = str(number)
+            expected.append(CHANGED)
+        elif alive and step == "delete":
+            session.delete(session.get(models.Tag, 1))
+            expected.append(DELETED)
+            alive = False
+        elif not alive and step == "create":
+            session.add(models.Tag(id=1, name=str(number)))
+            expected.append(CREATED)
+            alive = True
+        else:
+            continue
+        session.commit()
+
+    def read():
+        timeline = object_timeline(session, models.Tag, {"id": 1})
+        feed = activity_feed(session, db.activity_cls, limit=100)
+        counts = {
+            kind: len(activity_feed(session, db.activity_cls, kind=kind, limit=100))
+            for kind in FILTERABLE_KINDS
+        }
+        snapshots = models.Tag(id=1).versions()
+        live = session.get(models.Tag, 1) is not None
+        kinds = [
+            kind_of(snapshot, following, live)
+            for snapshot, following in zip(snapshots, [*snapshots[1:], None], strict=True)
+        ]
+        return timeline, [entry.kind for entry in reversed(feed)], counts, kinds
+
+    timeline, feed, counts, kinds = read()
+    assert [entry.kind for entry in timeline] == feed == kinds == expected
+    assert counts == {kind: expected.count(kind) for kind in FILTERABLE_KINDS}
+    assert has_been_deleted(timeline) == (not alive)
+    for entry in timeline:
+        if entry.kind == CREATED:  # a new life: every value is new
+            assert entry.changes == {"id": (None, 1), "name": (None, entry.state["name"])}
+    forget_operations(session)
+    assert read() == (timeline, feed, counts, kinds)
 
 
 @pytest.mark.parametrize("operations", OPERATIONS)
