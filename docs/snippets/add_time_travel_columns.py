@@ -34,11 +34,16 @@ def _drop_if_invalid(name: str) -> None:
         op.drop_index(name, table_name=TABLE, postgresql_concurrently=True)
 
 
-def upgrade() -> None:
+def _alter_table(changes: str) -> None:
+    # The timeout holds for this statement only, not for later migrations of the run.
     op.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-    op.execute(
-        f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS operation text,"
-        " ADD COLUMN IF NOT EXISTS transaction_id bigint"
+    op.execute(f"ALTER TABLE {TABLE} {changes}")
+    op.execute("SET LOCAL lock_timeout TO DEFAULT")
+
+
+def upgrade() -> None:
+    _alter_table(
+        "ADD COLUMN IF NOT EXISTS operation text, ADD COLUMN IF NOT EXISTS transaction_id bigint"
     )
     # CREATE INDEX CONCURRENTLY cannot run inside a transaction; entering the block
     # commits the columns first.
@@ -57,7 +62,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.get_context().autocommit_block():
         op.drop_index(INDEX, table_name=TABLE, postgresql_concurrently=True, if_exists=True)
-    op.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-    op.execute(
-        f"ALTER TABLE {TABLE} DROP COLUMN IF EXISTS operation, DROP COLUMN IF EXISTS transaction_id"
-    )
+    _alter_table("DROP COLUMN IF EXISTS operation, DROP COLUMN IF EXISTS transaction_id")
