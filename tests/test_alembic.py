@@ -18,6 +18,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.exc import OperationalError
 
+from chrononaut.interfaces.timeline import object_timeline
+
 SNIPPETS = Path(__file__).parent.parent / "docs" / "snippets"
 APP_MODULE = "myapp"  # the name the documented env.py imports
 
@@ -460,6 +462,9 @@ def test_the_time_travel_migration_up_down_up_on_history_of_an_older_release(ale
             (1, None),
             (2, None),
         ]
+        # ... and what they did is read from them: the object is gone from its table.
+        timeline = object_timeline(myapp.db.session, invoice_model, {"id": 1000})
+        assert [entry.kind for entry in timeline] == ["created", "changed", "deleted"]
     assert recorded(engine, 1) == [(0, None, False), (1, None, False), (2, "update", True)]
 
     command.downgrade(alembic_env, "base")
