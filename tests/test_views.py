@@ -543,6 +543,31 @@ def test_any_lives_of_a_key_read_the_same_without_recorded_operations(db, models
 
 
 @pytest.mark.parametrize("operations", OPERATIONS)
+def test_deletes_of_inherited_models_are_read_from_their_own_tables(
+    session, models, feed, operations
+):
+    # A joined subclass's live rows are in its own table, keyed by its own column.
+    kept, gone = models.Dog(name="Rex", breed="collie"), models.Dog(name="Fido")
+    animal = models.Animal(name="Generic")
+    session.add_all([kept, gone, animal])
+    session.commit()
+    kept.breed = "border collie"
+    session.delete(gone)
+    session.delete(animal)
+    session.commit()
+    if operations == "not recorded":
+        forget_operations(session)
+    deleted = feed("kind=deleted")
+    assert sorted((row[2], row[3]) for row in deleted) == [
+        ("Animal", str(animal.id)),
+        ("Dog", str(gone.id)),
+    ]
+    assert [(row[2], row[3], row[4]) for row in feed("kind=changed")] == [
+        ("Dog", str(kept.id), "1")
+    ]
+
+
+@pytest.mark.parametrize("operations", OPERATIONS)
 def test_an_object_reads_as_deleted_when_its_history_ends_with_a_delete(
     client, session, models, operations
 ):
