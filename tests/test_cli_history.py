@@ -20,7 +20,7 @@ from chrononaut.interfaces.text import (
     visible,
 )
 from chrononaut.unsafe import suppress_versioning
-from tests.viewer_data import acting_as, cli_runner, todo_history
+from tests.viewer_data import OPERATIONS, acting_as, cli_runner, todo_history, two_lives
 
 
 @pytest.fixture
@@ -63,6 +63,37 @@ def test_history_of_a_composite_key_and_a_deleted_object(run, session, models):
     assert "[bold]Hello[/bold]" in result.output
     assert "(no tracked column changed)" in result.output
     assert result.output.rstrip().endswith("has been deleted.")
+
+
+@pytest.mark.parametrize("operations", OPERATIONS)
+def test_history_and_activity_show_both_lives_of_a_key_used_again(run, session, models, operations):
+    two_lives(session, models, operations)
+    result = run("history", "Country", "NO")
+    assert result.exit_code == 0, result.output
+    headings = [line.split(" | ")[:2] for line in result.output.splitlines() if " | " in line]
+    assert headings == [
+        ["Version 0", "created"],
+        ["Version 1", "changed"],
+        ["Version 2", "deleted"],
+        ["Version 0", "created"],
+    ]
+    # The second life starts anew: each value is new, none compared with the first's.
+    second_life = result.output.split("Version 0 | created")[2]
+    cells = [line.split("│")[1:-1] for line in second_life.splitlines() if line.startswith("│")]
+    assert [[cell.strip() for cell in row] for row in cells] == [
+        ["code", "—", "NO"],
+        ["name", "—", "Noreg"],
+    ]
+    assert "has been deleted" not in result.output
+
+    session.delete(session.get(models.Country, "NO"))
+    session.commit()
+    assert run("history", "Country", "NO").output.rstrip().endswith("Country NO has been deleted.")
+    result = run("activity", "--kind", "deleted")
+    assert [row[:5] for row in table_rows(result.output)] == [
+        ["deleted", "Country", "NO", "1", "—"],
+        ["deleted", "Country", "NO", "2", "—"],
+    ]
 
 
 @pytest.mark.parametrize(
@@ -170,7 +201,7 @@ def test_the_commands_piped_to_another_program_print_whole_lines(database_url, c
     assert "23 changes shown." in activity
     rows = {tuple(row) for row in table_rows(activity)}
     assert (
-        "changed",
+        "deleted",
         "Document",
         "3",
         "1",

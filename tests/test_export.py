@@ -12,7 +12,7 @@ import pytest
 
 from chrononaut import rationale
 from tests.models import Priority
-from tests.viewer_data import acting_as, cli_runner, todo_history
+from tests.viewer_data import OPERATIONS, acting_as, cli_runner, todo_history, two_lives
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
 # Stored text meant to steer a terminal: ESC, CSI, BEL, a bidirectional override, a
@@ -101,6 +101,78 @@ def test_history_as_json(app, run, session, models):
             },
         ],
     }
+
+
+NOBODY = (None, None)
+
+
+@pytest.mark.parametrize("operations", OPERATIONS)
+def test_both_lives_of_a_key_used_again_as_json(run, session, models, operations):
+    two_lives(session, models, operations)
+    first, renamed = {"code": "NO", "name": "Norway"}, {"code": "NO", "name": "Norge"}
+    second = {"code": "NO", "name": "Noreg"}
+    assert parsed_json(run("history", "Country", "NO", "--format", "json")) == {
+        "model": "Country",
+        "table": "country",
+        "key": {"code": "NO"},
+        "deleted": False,
+        "versions": [
+            {
+                **who(0, "created", *NOBODY),
+                "changes": {
+                    name: {"before": None, "after": value} for name, value in first.items()
+                },
+                "hidden_changed": [],
+                "state": first,
+            },
+            {
+                **who(1, "changed", *NOBODY),
+                "changes": {"name": {"before": "Norway", "after": "Norge"}},
+                "hidden_changed": [],
+                "state": renamed,
+            },
+            {**who(2, "deleted", *NOBODY), "changes": {}, "hidden_changed": [], "state": renamed},
+            {
+                **who(0, "created", *NOBODY),
+                "changes": {
+                    name: {"before": None, "after": value} for name, value in second.items()
+                },
+                "hidden_changed": [],
+                "state": second,
+            },
+        ],
+    }
+    session.delete(session.get(models.Country, "NO"))
+    session.commit()
+    document = parsed_json(run("history", "Country", "NO", "--format", "json"))
+    assert document["deleted"] is True
+    assert [version["kind"] for version in document["versions"]][-2:] == ["created", "deleted"]
+    changes = parsed_json(run("activity", "--format", "json", "--kind", "deleted"))["changes"]
+    assert [(change["version"], change["kind"], change["columns"]) for change in changes] == [
+        (1, "deleted", []),
+        (2, "deleted", []),
+    ]
+
+
+@pytest.mark.parametrize("operations", OPERATIONS)
+def test_both_lives_of_a_key_used_again_as_csv(run, session, models, operations):
+    two_lives(session, models, operations)
+    _, rows = parsed_csv(run("history", "Country", "NO", "--format", "csv"))
+    assert rows == [
+        ["0", "created", "T", "—", "—", "", "code", "—", "NO"],
+        ["0", "created", "T", "—", "—", "", "name", "—", "Norway"],
+        ["1", "changed", "T", "—", "—", "", "name", "Norway", "Norge"],
+        ["2", "deleted", "T", "—", "—", "", "", "", ""],
+        ["0", "created", "T", "—", "—", "", "code", "—", "NO"],
+        ["0", "created", "T", "—", "—", "", "name", "—", "Noreg"],
+    ]
+    _, rows = parsed_csv(run("activity", "--format", "csv"))
+    assert [row[1:6] for row in rows] == [
+        ["created", "Country", "NO", "0", "code, name"],
+        ["deleted", "Country", "NO", "2", ""],
+        ["changed", "Country", "NO", "1", "name"],
+        ["created", "Country", "NO", "0", "code, name"],
+    ]
 
 
 def test_activity_as_json(app, run, session, models):

@@ -102,15 +102,15 @@ def test_who_did_what_counts_changes_in_a_date_range(app, db, session, models):
     session.add(models.Country(code="SE", name="Sweden"))  # after the range, by no one
     session.commit()
     in_range = [
-        {"user": "ada@example.org", "model": "Todo", "created": 1, "changed": 1},
-        {"user": "grace@example.org", "model": "Country", "created": 1, "changed": 0},
-        {"user": "grace@example.org", "model": "Todo", "created": 0, "changed": 2},
+        {"user": "ada@example.org", "model": "Todo", "created": 1, "changed": 1, "deleted": 0},
+        {"user": "grace@example.org", "model": "Country", "created": 1, "changed": 0, "deleted": 0},
+        {"user": "grace@example.org", "model": "Todo", "created": 0, "changed": 2, "deleted": 0},
     ]
     assert who_did_what(db, start, end) == in_range
     later = end + timedelta(hours=1)
     assert who_did_what(db, start, later) == [
         *in_range,
-        {"user": None, "model": "Country", "created": 1, "changed": 0},
+        {"user": None, "model": "Country", "created": 1, "changed": 0, "deleted": 0},
     ]
     assert who_did_what(db, later, later + timedelta(days=1)) == []
 

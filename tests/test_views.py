@@ -7,14 +7,33 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import event, insert, select, update
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import event, insert, select, text, update
 
 from chrononaut import extra_change_info, rationale
 from chrononaut.history.serialization import UTC
+from chrononaut.interfaces.timeline import (
+    CHANGED,
+    CREATED,
+    DELETED,
+    FILTERABLE_KINDS,
+    activity_feed,
+    has_been_deleted,
+    kind_of,
+    object_timeline,
+)
 from chrononaut.unsafe import suppress_versioning
 from chrononaut.views import history_blueprint
 from tests.models import Priority
-from tests.viewer_data import acting_as, todo_history, viewer_client
+from tests.viewer_data import (
+    OPERATIONS,
+    acting_as,
+    forget_operations,
+    todo_history,
+    two_lives,
+    viewer_client,
+)
 
 PAGES = ["/", "/activity", "/objects/Todo?key=1"]
 MISSING_HTML = (
@@ -58,6 +77,11 @@ def seen(html):
     screen readers only, white space collapsed."""
     html = re.sub(r'<span class="sr-only">[^<]*</span>', "", html)
     return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def heading(html):
+    """The text of the page's heading."""
+    return seen(re.search(r"<h1>(.*?)</h1>", html, re.DOTALL).group(1))
 
 
 def feed_rows(html):
@@ -241,7 +265,7 @@ def test_activity_feed_pages_newest_first(client, session, models):
     url = "/history/activity"
     while url:
         html = client.get(url).get_data(as_text=True)
-        seen.append(re.findall(r"key=(\d+)#v0", html))
+        seen.append(re.findall(r"key=(\d+)#change-", html))
         next_link = re.search(r'rel="next" href="([^"]+)"', html)
         url = next_link and next_link.group(1).replace("&amp;", "&")
     assert seen == [
@@ -277,7 +301,7 @@ def test_activity_feed_filters_by_model_user_and_time(app, client, session, mode
         ("since=yesterday", "since: 'yesterday' is not an ISO 8601 date or time"),
         ("model=Nope", "no versioned model named 'Nope'"),
         ("page=0", "page: '0' is not a page number"),
-        ("kind=deleted%00", "kind: 'deleted\\x00' is not one of created, changed"),
+        ("kind=deleted%00", "kind: 'deleted\\x00' is not one of created, changed, deleted"),
     ],
 )
 def test_activity_feed_explains_bad_filters(client, query, message):
@@ -372,15 +396,16 @@ def test_the_feed_says_what_happened_to_which_object(app, session, models, feed)
 def test_each_feed_row_links_to_its_version_in_the_timeline(app, client, session, models):
     todo = todo_history(app, session, models)
     html = client.get("/history/activity").get_data(as_text=True)
+    ids = [snapshot.chrononaut_activity_id for snapshot in todo.versions()]
     assert re.findall(
         r'<a href="([^"]+)"><span class="sr-only">Timeline of Todo </span>', html
     ) == [
-        f"/history/objects/Todo?key={todo.id}#v3",
-        f"/history/objects/Todo?key={todo.id}#v2",
+        f"/history/objects/Todo?key={todo.id}#change-{ids[3]}",
+        f"/history/objects/Todo?key={todo.id}#change-{ids[2]}",
     ]
-    assert '<section class="version" id="v3">' in client.get(
-        timeline_url("Todo", todo.id)
-    ).get_data(as_text=True)
+    timeline = client.get(timeline_url("Todo", todo.id)).get_data(as_text=True)
+    # Each version's heading has the id the feed links to; its section, the version's.
+    assert f'<section class="version" id="v3">\n  <h2 id="change-{ids[3]}">Version 3' in timeline
 
 
 def test_the_feed_filters_by_kind_of_change(app, client, session, models, feed):
@@ -422,21 +447,190 @@ def test_changed_columns_compare_each_change_with_its_own_object(app, client, se
     ] * 3 + [(str(second.id), "done id text title"), (str(first.id), "done id text title")]
 
 
-def test_a_key_used_again_is_a_new_object_in_the_feed_and_the_timeline(
-    app, client, session, models, feed
+@pytest.mark.parametrize("operations", OPERATIONS)
+def test_a_key_deleted_and_used_again_shows_both_lives(client, session, models, feed, operations):
+    two_lives(session, models, operations)
+
+    rows = feed()
+    # Newest first: created again, the delete (which touched no column), the rename,
+    # the first creation.
+    assert [(row[1], row[4], row[5]) for row in rows] == [
+        ("created", "0", "code name"),
+        ("deleted", "2", ""),
+        ("changed", "1", "name"),
+        ("created", "0", "code name"),
+    ]
+    assert [row[4] for row in feed("kind=deleted")] == ["2"]
+    assert [row[4] for row in feed("kind=created")] == ["0", "0"]
+    assert [row[4] for row in feed("kind=changed")] == ["1"]
+
+    html = client.get(timeline_url("Country", "NO")).get_data(as_text=True)
+    page = seen(html)
+    # The key lives on: the object is not marked deleted, and its version 0 is new.
+    assert heading(html) == "Country code=NO"
+    versions = re.findall(r"Version (\d) (created|changed|deleted)", page)
+    assert versions == [("0", "created"), ("2", "deleted"), ("1", "changed"), ("0", "created")]
+    assert "Column Before After code — NO name — Noreg" in page
+    assert "Column Before After name Norway Norge" in page
+    # Each change's heading has an id of its own, which the feed links to; the version
+    # numbers, which repeat, name only the sections of the object that has the key now.
+    headings = re.findall(r'<h2 id="(change-\d+)">', html)
+    assert len(set(headings)) == 4
+    feed_html = client.get("/history/activity").get_data(as_text=True)
+    feed_html += client.get("/history/activity?page=2").get_data(as_text=True)
+    assert re.findall(r"key=NO#([^\"]+)", feed_html) == headings
+    assert re.findall(r'<section class="version" id="([^"]+)">', html) == ["v0"]
+
+
+# One key's history after its creation: each step changes the object, deletes it, or
+# creates it again once deleted (steps that do not fit are skipped).
+LIFE_STEPS = st.lists(st.sampled_from(["change", "delete", "create"]), max_size=8)
+
+
+@pytest.mark.parametrize("models", ["classic"], indirect=True)
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=LIFE_STEPS)
+def test_any_lives_of_a_key_read_the_same_without_recorded_operations(db, models, steps):
+    db.session.remove()
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("TRUNCATE tag, chrononaut_activity CASCADE")
+    session = db.session
+    session.add(models.Tag(id=1, name="0"))
+    session.commit()
+    expected, alive = [CREATED], True
+    for number, step in enumerate(steps, 1):
+        if alive and step == "change":
+            session.get(models.Tag, 1).name = str(number)
+            expected.append(CHANGED)
+        elif alive and step == "delete":
+            session.delete(session.get(models.Tag, 1))
+            expected.append(DELETED)
+            alive = False
+        elif not alive and step == "create":
+            session.add(models.Tag(id=1, name=str(number)))
+            expected.append(CREATED)
+            alive = True
+        else:
+            continue
+        session.commit()
+
+    def read():
+        timeline = object_timeline(session, models.Tag, {"id": 1})
+        feed = activity_feed(session, db.activity_cls, limit=100)
+        counts = {
+            kind: len(activity_feed(session, db.activity_cls, kind=kind, limit=100))
+            for kind in FILTERABLE_KINDS
+        }
+        snapshots = models.Tag(id=1).versions()
+        live = session.get(models.Tag, 1) is not None
+        kinds = [
+            kind_of(snapshot, following, live)
+            for snapshot, following in zip(snapshots, [*snapshots[1:], None], strict=True)
+        ]
+        return timeline, [entry.kind for entry in reversed(feed)], counts, kinds
+
+    timeline, feed, counts, kinds = read()
+    assert [entry.kind for entry in timeline] == feed == kinds == expected
+    assert counts == {kind: expected.count(kind) for kind in FILTERABLE_KINDS}
+    assert has_been_deleted(timeline) == (not alive)
+    for entry in timeline:
+        if entry.kind == CREATED:  # a new life: every value is new
+            assert entry.changes == {"id": (None, 1), "name": (None, entry.state["name"])}
+    forget_operations(session)
+    assert read() == (timeline, feed, counts, kinds)
+
+
+@pytest.mark.parametrize("operations", OPERATIONS)
+def test_deletes_of_inherited_models_are_read_from_their_own_tables(
+    session, models, feed, operations
 ):
-    session.add(models.Country(code="NO", name="Norway"))
+    # A joined subclass's live rows are in its own table, keyed by its own column.
+    kept, gone = models.Dog(name="Rex", breed="collie"), models.Dog(name="Fido")
+    animal = models.Animal(name="Generic")
+    session.add_all([kept, gone, animal])
+    session.commit()
+    kept.breed = "border collie"
+    session.delete(gone)
+    session.delete(animal)
+    session.commit()
+    if operations == "not recorded":
+        forget_operations(session)
+    deleted = feed("kind=deleted")
+    assert sorted((row[2], row[3]) for row in deleted) == [
+        ("Animal", str(animal.id)),
+        ("Dog", str(gone.id)),
+    ]
+    assert [(row[2], row[3], row[4]) for row in feed("kind=changed")] == [
+        ("Dog", str(kept.id), "1")
+    ]
+
+
+@pytest.mark.parametrize("operations", OPERATIONS)
+def test_an_object_reads_as_deleted_when_its_history_ends_with_a_delete(
+    client, session, models, operations
+):
+    two_lives(session, models)
+    session.delete(session.get(models.Country, "NO"))
+    session.commit()
+    if operations == "not recorded":
+        forget_operations(session)
+    html = client.get(timeline_url("Country", "NO")).get_data(as_text=True)
+    assert heading(html) == "Country code=NO deleted"
+    page = seen(html)
+    versions = re.findall(r"Version (\d) (created|changed|deleted)", page)
+    assert [kind for _, kind in versions] == ["deleted", "created", "deleted", "changed", "created"]
+
+
+def test_deleted_or_not_is_read_from_history_not_from_the_live_table(client, session, models):
+    # Rows changed without versioning leave history as it was: history says the first
+    # country was deleted and the second lives, whatever their tables hold now.
+    session.add_all([models.Country(code="NO", name="Norway"), models.Country(code="SE")])
     session.commit()
     session.delete(session.get(models.Country, "NO"))
     session.commit()
-    session.add(models.Country(code="NO", name="Noreg"))
+    with suppress_versioning():
+        session.add(models.Country(code="NO", name="Norway, unrecorded"))
+        session.delete(session.get(models.Country, "SE"))
+        session.commit()
+    assert heading(client.get(timeline_url("Country", "NO")).get_data(as_text=True)) == (
+        "Country code=NO deleted"
+    )
+    assert heading(client.get(timeline_url("Country", "SE")).get_data(as_text=True)) == (
+        "Country code=SE"
+    )
+
+
+def test_the_feed_of_a_table_made_before_operations_were_recorded(
+    client, db, session, models, feed
+):
+    two_lives(session, models)
+    gone = models.Country(code="SE", name="Sweden")
+    session.add(gone)
     session.commit()
-    rows = feed()
-    # Newest first: created again, the delete (which touched no column), created.
-    assert [(row[4], row[5]) for row in rows] == [("0", "code name"), ("1", ""), ("0", "code name")]
-    assert rows[0][1] == rows[2][1] == "created"
-    page = seen(client.get(timeline_url("Country", "NO")).get_data(as_text=True))
-    assert "Column Before After code — NO name — Noreg" in page
+    session.delete(gone)
+    session.commit()
+    session.execute(text("ALTER TABLE chrononaut_activity DROP COLUMN operation"))
+    session.execute(text("ALTER TABLE chrononaut_activity DROP COLUMN transaction_id"))
+    session.commit()
+    db.engine.dispose()
+
+    assert [(row[1], row[3], row[4]) for row in feed()] == [
+        ("deleted", "SE", "1"),
+        ("created", "SE", "0"),
+        ("created", "NO", "0"),
+        ("deleted", "NO", "2"),
+        ("changed", "NO", "1"),
+        ("created", "NO", "0"),
+    ]
+    assert [(row[3], row[4]) for row in feed("kind=deleted")] == [("SE", "1"), ("NO", "2")]
+    html = client.get(timeline_url("Country", "SE")).get_data(as_text=True)
+    assert heading(html) == "Country code=SE deleted"
+    assert re.findall(r"Version (\d) (created|deleted)", seen(html)) == [
+        ("1", "deleted"),
+        ("0", "created"),
+    ]
 
 
 def test_the_feed_reads_a_page_and_what_came_before_each_change_in_one_query(

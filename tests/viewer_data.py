@@ -11,8 +11,10 @@ from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_login import LoginManager, UserMixin, login_user
+from sqlalchemy import text
 
 from chrononaut import extra_change_info, rationale
+from chrononaut.unsafe import suppress_versioning
 from chrononaut.views import history_blueprint
 from tests.models import Models
 
@@ -51,6 +53,36 @@ def todo_history(app: Flask, session: Any, models: Models) -> Any:
         todo.done = True
         session.commit()
     return todo
+
+
+#: How the activity rows of :func:`two_lives` are stored: as this release records them,
+#: or without operations, as a release before 1.0 wrote them.
+OPERATIONS = ["recorded", "not recorded"]
+
+
+def two_lives(session: Any, models: Models, operations: str = "recorded") -> None:
+    """Country NO lived twice: created as Norway, renamed Norge, deleted, then created
+    again as Noreg, which it still is.
+
+    :param operations: one of :data:`OPERATIONS`.
+    """
+    session.add(models.Country(code="NO", name="Norway"))
+    session.commit()
+    session.get(models.Country, "NO").name = "Norge"
+    session.commit()
+    session.delete(session.get(models.Country, "NO"))
+    session.commit()
+    session.add(models.Country(code="NO", name="Noreg"))
+    session.commit()
+    if operations == "not recorded":
+        forget_operations(session)
+
+
+def forget_operations(session: Any) -> None:
+    """Make every activity row look written before operations were recorded."""
+    with suppress_versioning(allow_deleting_history=True):
+        session.execute(text("UPDATE chrononaut_activity SET operation = NULL"))
+        session.commit()
 
 
 def viewer_client(app: Flask) -> FlaskClient:

@@ -97,5 +97,15 @@ def deleted_condition(
 
 
 def _key_columns(mapper: Mapper[Any]) -> list[tuple[Any, Any]]:
-    """The attributes of the primary key, with the live table's column of each."""
-    return [(mapper.get_property_by_column(column), column) for column in mapper.primary_key]
+    """The attributes of the primary key, with the live table's column of each.
+
+    A joined subclass's primary key is its base table's; its attributes also map the
+    subclass table's own key columns, which are the ones to look the live row up by.
+    """
+    live = mapper.local_table
+    pairs = []
+    for column in mapper.primary_key:
+        prop = mapper.get_property_by_column(column)
+        own = next((candidate for candidate in prop.columns if candidate.table is live), column)
+        pairs.append((prop, own))
+    return pairs

@@ -44,7 +44,7 @@ from chrononaut.interfaces.timeline import (
     HIDDEN_MARKER,
     activity_feed,
     extension,
-    object_exists,
+    has_been_deleted,
     object_timeline,
     table_name_of,
     versioned_model,
@@ -157,14 +157,12 @@ def history_command(model_name: str, key: str, output_format: str) -> None:
         parsed_key = parse_key(model, key)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="KEY") from None
-    session = extension().session()
-    entries = object_timeline(session, model, parsed_key)
+    entries = object_timeline(extension().session(), model, parsed_key)
     shown_key = visible(format_key(parsed_key))
     if not entries:
         raise click.ClickException(f"{model.__name__} {shown_key} has no recorded history.")
-    deleted = not object_exists(session, model, parsed_key)
     if output_format == "json":
-        _write_json(timeline_document(model, parsed_key, entries, deleted=deleted))
+        _write_json(timeline_document(model, parsed_key, entries))
         return
     if output_format == "csv":
         _write_csv(HISTORY_CSV_HEADER, history_rows(entries))
@@ -188,7 +186,7 @@ def history_command(model_name: str, key: str, output_format: str) -> None:
         if not entry.changes and not entry.hidden_changed:
             table.add_row(_text("(no tracked column changed)", style="dim"))
         console.print(table)
-    if deleted:
+    if has_been_deleted(entries):
         console.print(_text(f"{model.__name__} {shown_key} has been deleted."))
 
 

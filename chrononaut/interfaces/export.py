@@ -22,7 +22,12 @@ from chrononaut.interfaces.display import (
     readable_state,
 )
 from chrononaut.interfaces.text import format_key, utc
-from chrononaut.interfaces.timeline import HIDDEN_MARKER, TimelineEntry, table_name_of
+from chrononaut.interfaces.timeline import (
+    HIDDEN_MARKER,
+    TimelineEntry,
+    has_been_deleted,
+    table_name_of,
+)
 
 #: The header row of ``history --format csv``: one row per column changed in a version.
 HISTORY_CSV_HEADER = (
@@ -52,14 +57,14 @@ ACTIVITY_CSV_HEADER = (
 
 
 def timeline_document(
-    model: type[Any], key: dict[str, Any], entries: list[TimelineEntry], *, deleted: bool
+    model: type[Any], key: dict[str, Any], entries: list[TimelineEntry]
 ) -> dict[str, Any]:
     """Return the history of one object as a JSON-ready dict.
 
     :param key: the object's key as stored.
     :param entries: its versions, from :func:`~chrononaut.interfaces.timeline.object_timeline`.
-    :param deleted: whether the object is gone from its table.
-    :return: ``model``, ``table``, ``key``, ``deleted`` and ``versions``, oldest first,
+    :return: ``model``, ``table``, ``key``, ``deleted`` (its history ends with a
+        delete) and ``versions``, oldest first,
         each with ``version``, ``kind``, ``changed`` (ISO 8601, UTC), ``user_id``,
         ``remote_addr``, ``extra_info``, ``changes`` (``{column: {"before": ...,
         "after": ...}}``), ``hidden_changed`` (column names) and ``state`` (every
@@ -69,7 +74,7 @@ def timeline_document(
         "model": model.__name__,
         "table": table_name_of(model),
         "key": key,
-        "deleted": deleted,
+        "deleted": has_been_deleted(entries),
         "versions": [
             {
                 **_who_and_when(entry),

@@ -4,6 +4,12 @@ The history viewer (:mod:`chrononaut.views`) and the ``flask chrononaut history`
 ``activity`` commands show the same things, built here from the activity table.
 Hidden columns only ever appear by name: a value found under a hidden column (an old
 row written before the column was made hidden) is never passed on.
+
+What each change did comes from history alone: the operation a row records, or for
+rows written before operations were recorded, the rule of
+:mod:`chrononaut.history.lives`. So a key deleted and used again reads as two lives,
+and an object reads as deleted because its history ends with a delete, not because
+its row is missing.
 """
 
 from __future__ import annotations
@@ -14,13 +20,37 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from flask import current_app
-from sqlalchemy import ColumnElement, inspect, select, true, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Table,
+    and_,
+    case,
+    false,
+    func,
+    inspect,
+    not_,
+    null,
+    select,
+    true,
+    tuple_,
+)
 
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import InvalidArgumentError
 from chrononaut.extension import VersionedSQLAlchemy
-from chrononaut.history.activity import HIDDEN_COLUMNS_CHANGED_KEY, VERSION_KEY, Activity
+from chrononaut.history.activity import (
+    DELETE,
+    HIDDEN_COLUMNS_CHANGED_KEY,
+    INSERT,
+    TIME_TRAVEL_COLUMNS,
+    UPDATE,
+    VERSION_KEY,
+    Activity,
+    has_time_travel_columns,
+)
 from chrononaut.history.columns import VersionedColumns
+from chrononaut.history.lives import deleted_condition, operation_of
 from chrononaut.history.reads import hidden_changes_of, object_history
 from chrononaut.history.snapshot import HistorySnapshot, changes_between
 from chrononaut.interfaces.text import utc
@@ -36,10 +66,14 @@ HIDDEN_MARKER = "changed (hidden)"
 CREATED, CHANGED, DELETED = "created", "changed", "deleted"
 
 #: The kinds the activity feed can be filtered by (:func:`kind_condition`).
-FILTERABLE_KINDS = (CREATED, CHANGED)
+FILTERABLE_KINDS = (CREATED, CHANGED, DELETED)
 
-# The kind of each recorded operation, for rows that record theirs.
-_KIND_OF_OPERATION = {"insert": CREATED, "update": CHANGED, "delete": DELETED}
+# The kind of each operation, and back.
+_KIND_OF_OPERATION = {INSERT: CREATED, UPDATE: CHANGED, DELETE: DELETED}
+_OPERATION_OF_KIND = {kind: operation for operation, kind in _KIND_OF_OPERATION.items()}
+
+# The label of the feed's column with the operation of each change, recorded or read.
+_OPERATION_LABEL = "chrononaut_operation"
 
 
 def extension() -> VersionedSQLAlchemy:
@@ -84,12 +118,16 @@ class TimelineEntry:
     """One version of an object and what changed since the version before it.
 
     :ivar snapshot: the version as recorded.
+    :ivar operation: what the change did, ``"insert"``, ``"update"`` or ``"delete"``:
+        the operation the row records, else the one
+        :func:`~chrononaut.history.lives.operation_of` reads from the object's rows.
     :ivar changes: ``{column: (before, after)}`` of the tracked columns; when the object
         was created every column is new, with ``None`` before.
     :ivar hidden_changed: names of the hidden columns that changed in this version.
     """
 
     snapshot: HistorySnapshot
+    operation: str
     changes: dict[str, tuple[Any, Any]]
     hidden_changed: tuple[str, ...]
 
@@ -100,8 +138,9 @@ class TimelineEntry:
 
     @property
     def kind(self) -> str:
-        """What happened to the object: see :func:`kind_of`."""
-        return kind_of(self.snapshot)
+        """What happened to the object: :data:`CREATED`, :data:`CHANGED` or
+        :data:`DELETED`."""
+        return _KIND_OF_OPERATION[self.operation]
 
     @property
     def model(self) -> type[Any] | None:
@@ -165,17 +204,24 @@ def extra_of(snapshot: HistorySnapshot) -> dict[str, Any]:
     return {name: value for name, value in extra_info.items() if name != HIDDEN_COLUMNS_CHANGED_KEY}
 
 
-def kind_of(snapshot: HistorySnapshot) -> str:
+def kind_of(snapshot: HistorySnapshot, following: HistorySnapshot | None, live: bool) -> str:
     """Return what the change of ``snapshot`` did: :data:`CREATED`, :data:`CHANGED` or
     :data:`DELETED`.
 
-    A snapshot that records its operation says; otherwise version 0 is a creation and
-    any other version a change.
+    A snapshot that records its operation says; for one that does not, the object's
+    other rows tell (:func:`~chrononaut.history.lives.operation_of`).
+
+    :param following: the object's next snapshot after ``snapshot``, if there is one.
+    :param live: a live row has the snapshot's key; only read for the newest snapshot
+        of an object when it records no operation.
     """
-    operation = getattr(snapshot, "chrononaut_operation", None)
-    if operation in _KIND_OF_OPERATION:
-        return _KIND_OF_OPERATION[operation]
-    return CREATED if snapshot.chrononaut_version == 0 else CHANGED
+    return _KIND_OF_OPERATION[operation_of(snapshot, following, live)]
+
+
+def has_been_deleted(entries: list[TimelineEntry]) -> bool:
+    """Tell whether the object of a timeline from :func:`object_timeline` has been
+    deleted: its newest entry is a delete. A key deleted and used again is not."""
+    return bool(entries) and entries[-1].kind == DELETED
 
 
 def parse_kind(text: str) -> str:
@@ -188,15 +234,68 @@ def parse_kind(text: str) -> str:
     return text
 
 
-def kind_condition(activity: Any, kind: str) -> ColumnElement[bool]:
-    """Return the condition on the activity table (or an alias of it) that selects the
-    changes of one kind, one of :data:`FILTERABLE_KINDS`.
+def kind_condition(
+    rows: FromClause, kind: str, activity: Table | None = None
+) -> ColumnElement[bool]:
+    """Return the condition that selects the changes of one kind, one of
+    :data:`FILTERABLE_KINDS`, among activity rows.
 
+    Rows that record their operation are selected by it; the others by the rule of
+    :mod:`chrononaut.history.lives` (version 0 is a creation; a delete is read from the
+    object's next row or its live row, for the tables of the app's versioned models).
+    Needs an application context.
+
+    :param rows: the activity table, or a selectable with its columns.
+    :param activity: the activity table, to find each row's next row in; defaults to
+        ``rows``, which must then be the table.
     :raises ValueError: ``kind`` is not one of them.
     """
-    if parse_kind(kind) == CREATED:
-        return cast("ColumnElement[bool]", activity.c.version == 0)
-    return cast("ColumnElement[bool]", activity.c.version > 0)
+    kind = parse_kind(kind)
+    recorded = rows.c.operation == _OPERATION_OF_KIND[kind]
+    # Each kind reads only as much of the rule as it needs: a creation is told by its
+    # version alone, and only deletes and changes look up other rows.
+    if kind == CREATED:
+        read: ColumnElement[bool] = rows.c.version == 0
+    elif kind == DELETED:
+        read = _read_delete(rows, activity)
+    else:
+        read = and_(rows.c.version > 0, not_(_read_delete(rows, activity)))
+    # COALESCE reads the rule only for the rows that record no operation.
+    condition: ColumnElement[bool] = func.coalesce(recorded, read)
+    return condition
+
+
+def operation_expression(rows: FromClause, activity: Table | None = None) -> ColumnElement[str]:
+    """Return the SQL expression of the operation of each activity row of ``rows``: the
+    recorded one, else the one the rule of :mod:`chrononaut.history.lives` reads.
+
+    A row of a table that no versioned model of the app maps, and that records no
+    operation, reads as an insert at version 0 and as an update otherwise: without a
+    model, its live rows cannot be looked up. Needs an application context.
+
+    :param rows: the activity table, or a selectable with its columns.
+    :param activity: the activity table; defaults to ``rows``.
+    """
+    return case(
+        (rows.c.operation.is_not(None), rows.c.operation),
+        (rows.c.version == 0, INSERT),
+        (_read_delete(rows, activity), DELETE),
+        else_=UPDATE,
+    )
+
+
+def _read_delete(rows: FromClause, activity: Table | None) -> ColumnElement[bool]:
+    """The rule's delete, for rows that record no operation: by the versioned model
+    of each row's table; never for a table that no model maps."""
+    table = cast(Table, rows) if activity is None else activity
+    by_table = [
+        (rows.c.table_name == table_name, deleted_condition(rows, table, inspect(model)))
+        for table_name, model in models_by_table().items()
+    ]
+    if not by_table:
+        return false()
+    condition: ColumnElement[bool] = case(*by_table, else_=false())
+    return condition
 
 
 def models_by_table() -> dict[str, type[Versioned]]:
@@ -209,10 +308,13 @@ def models_by_table() -> dict[str, type[Versioned]]:
 
 
 def _entry(
-    previous: HistorySnapshot | None, snapshot: HistorySnapshot, hidden: frozenset[str]
+    previous: HistorySnapshot | None,
+    snapshot: HistorySnapshot,
+    operation: str,
+    hidden: frozenset[str],
 ) -> TimelineEntry:
     """Return the entry of ``snapshot``, compared with the object's ``previous`` one."""
-    if kind_of(snapshot) == CREATED:
+    if operation == INSERT:
         previous = None  # a key used again starts a new object: everything is new
     changes = changes_between(previous, snapshot)
     hidden_changed = dict.fromkeys(hidden_changes_of(snapshot))
@@ -221,7 +323,7 @@ def _entry(
     for column in sorted(hidden & changes.keys()):
         del changes[column]
         hidden_changed[column] = None
-    return TimelineEntry(snapshot, changes, tuple(hidden_changed))
+    return TimelineEntry(snapshot, operation, changes, tuple(hidden_changed))
 
 
 def object_timeline(
@@ -229,23 +331,34 @@ def object_timeline(
 ) -> list[TimelineEntry]:
     """Return every version of the object of ``model`` with ``key``, oldest first.
 
-    It works for deleted objects as well, since it reads only the activity table.
+    It works for deleted objects as well, since it reads only the activity table. The
+    live table is read only when the newest row records no operation (it was written
+    before operations were recorded), to tell whether it was a delete.
 
     :param key: the key as stored, for example from :func:`parse_key`.
     """
     hidden = hidden_columns(model)
+    snapshots = object_history(session, model, key)
+    if not snapshots:
+        return []
+    live = snapshots[-1].chrononaut_operation is not None
+    if not live:
+        names = VersionedColumns.of(inspect(model)).primary_key
+        live = session.get(model, tuple(key[name] for name in names)) is not None
     entries = []
     previous: HistorySnapshot | None = None
-    for snapshot in object_history(session, model, key):
-        entries.append(_entry(previous, snapshot, hidden))
+    for snapshot, following in zip(snapshots, [*snapshots[1:], None], strict=True):
+        entries.append(_entry(previous, snapshot, operation_of(snapshot, following, live), hidden))
         previous = snapshot
     return entries
 
 
-def object_exists(session: Session, model: type[Versioned], key: dict[str, Any]) -> bool:
-    """Tell whether the object of ``model`` with ``key`` is still in the database."""
-    names = VersionedColumns.of(inspect(model)).primary_key
-    return session.get(model, tuple(key[name] for name in names)) is not None
+def newest_life(entries: list[TimelineEntry]) -> list[TimelineEntry]:
+    """Return the entries of the object that has the key now, or had it last: those from
+    the last creation on. The ones before it belong to objects deleted before the key
+    was used again."""
+    starts = [index for index, entry in enumerate(entries) if entry.kind == CREATED]
+    return entries[starts[-1] if starts else 0 :]
 
 
 def activity_feed(
@@ -277,8 +390,9 @@ def activity_feed(
     :raises ValueError: ``kind`` is not one to filter by.
     """
     table = activity.__table__
-    c = table.c
-    page = select(table)
+    source = _readable_rows(session, table)
+    c = source.c
+    page = select(source)
     if since is not None:
         page = page.where(c.changed >= utc(since))
     if until is not None:
@@ -288,7 +402,7 @@ def activity_feed(
     if user_id is not None:
         page = page.where(c.user_info["user_id"].astext == user_id)
     if kind is not None:
-        page = page.where(kind_condition(table, kind))
+        page = page.where(kind_condition(source, kind, table))
     newest_first = (c.changed.desc(), c.id.desc())
     rows = page.order_by(*newest_first).limit(limit).offset(offset).subquery("page")
     before = table.alias("before")
@@ -308,7 +422,7 @@ def activity_feed(
         .lateral("previous")
     )
     query = (
-        select(rows, previous)
+        select(rows, previous, operation_expression(rows, table).label(_OPERATION_LABEL))
         .select_from(rows.outerjoin(previous, true()))
         .order_by(rows.c.changed.desc(), rows.c.id.desc())
     )
@@ -317,8 +431,26 @@ def activity_feed(
     for row in session.execute(query):
         model = models.get(row.table_name)
         snapshot = HistorySnapshot.from_activity(row, model)
-        entries.append(_entry(_previous_of(row, model), snapshot, hidden_columns(model)))
+        entries.append(
+            _entry(
+                _previous_of(row, model),
+                snapshot,
+                getattr(row, _OPERATION_LABEL),
+                hidden_columns(model),
+            )
+        )
     return entries
+
+
+def _readable_rows(session: Session, table: Table) -> FromClause:
+    """The activity table, or for a table made before the time-travel columns, its rows
+    with those columns as NULL, so that one statement reads both."""
+    if has_time_travel_columns(session, table):
+        return table
+    return select(
+        *(column for column in table.c if column.name not in TIME_TRAVEL_COLUMNS),
+        *(null().cast(table.c[name].type).label(name) for name in TIME_TRAVEL_COLUMNS),
+    ).subquery("activity")
 
 
 def _previous_of(row: Any, model: type[Any] | None) -> HistorySnapshot | None:

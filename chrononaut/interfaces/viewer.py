@@ -43,7 +43,8 @@ from chrononaut.interfaces.timeline import (
     TimelineEntry,
     activity_feed,
     extension,
-    object_exists,
+    has_been_deleted,
+    newest_life,
     object_timeline,
     parse_kind,
     table_name_of,
@@ -113,8 +114,13 @@ def history_blueprint(
         return "\n".join(visible(line) for line in str(text).split("\n"))
 
     @blueprint.context_processor
-    def marks() -> dict[str, str]:
-        return {"missing": MISSING, "missing_label": MISSING_LABEL, "hidden_marker": HIDDEN_MARKER}
+    def marks() -> dict[str, Any]:
+        return {
+            "missing": MISSING,
+            "missing_label": MISSING_LABEL,
+            "hidden_marker": HIDDEN_MARKER,
+            "change_anchor": change_anchor,
+        }
 
     @blueprint.route("/")
     def index() -> str:
@@ -131,6 +137,13 @@ def history_blueprint(
     return blueprint
 
 
+def change_anchor(entry: TimelineEntry) -> str:
+    """The id of an entry's heading on the timeline page, which the feed links to:
+    unlike version numbers, which start again when a key is used again, it names one
+    change."""
+    return f"change-{entry.snapshot.chrononaut_activity_id}"
+
+
 def _timeline_page(model_name: str) -> str:
     try:
         model = versioned_model(model_name)
@@ -141,8 +154,7 @@ def _timeline_page(model_name: str) -> str:
         key = parse_key(model, raw_key)
     except ValueError as error:
         abort(404, str(error))
-    session = extension().session()
-    entries = object_timeline(session, model, key)
+    entries = object_timeline(extension().session(), model, key)
     if not entries:
         abort(404, f"{model.__name__} {visible(raw_key)} has no recorded history.")
     return render_template(
@@ -152,7 +164,10 @@ def _timeline_page(model_name: str) -> str:
         entries=[
             (entry, column_changes(entry), readable_state(entry)) for entry in reversed(entries)
         ],
-        deleted=not object_exists(session, model, key),
+        # The newest entries, those of the object that has the key now (or had it
+        # last), are also reachable as #v<version>: in earlier lives, numbers repeat.
+        newest_life=len(newest_life(entries)),
+        deleted=has_been_deleted(entries),
     )
 
 
@@ -221,6 +236,6 @@ def _feed_row(entry: TimelineEntry) -> dict[str, Any]:
     url = None
     if entry.model is not None:
         url = url_for(
-            ".timeline", model_name=entry.model.__name__, key=key, _anchor=f"v{entry.version}"
+            ".timeline", model_name=entry.model.__name__, key=key, _anchor=change_anchor(entry)
         )
     return {"entry": entry, "model": model_label(entry), "key": key, "url": url}

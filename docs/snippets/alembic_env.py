@@ -24,23 +24,39 @@ ACTIVITY_TABLE = "chrononaut_activity"
 ORIGINAL_INDEX = "ix_chrononaut_activity_key_table_name"
 READ_INDEX = "ix_chrononaut_activity_table_name_key_changed"
 
+# A database made before Chrononaut 1.0 lacks the time-travel columns and their BRIN
+# index. For the same reason, while that index is missing, the columns and the index
+# are left to the time-travel migration.
+TIME_TRAVEL_COLUMNS = {"operation", "transaction_id"}
+TRANSACTION_INDEX = "ix_chrononaut_activity_transaction_id"
+
 
 def index_names(connection, table_name):
+    """The index names of the table, or None when there is no such table."""
     # In a transaction of its own: Alembic commits only a transaction it began.
     with connection.begin():
         database = inspect(connection)
         if not database.has_table(table_name):
-            return set()
+            return None
         return {index["name"] for index in database.get_indexes(table_name)}
 
 
 def run_migrations(connection):
-    before_swap = ORIGINAL_INDEX in index_names(connection, ACTIVITY_TABLE)
+    indexes = index_names(connection, ACTIVITY_TABLE)
+    before_swap = indexes is not None and ORIGINAL_INDEX in indexes
+    before_time_travel = indexes is not None and TRANSACTION_INDEX not in indexes
 
     def include_object(object_, name, type_, reflected, compare_to):
         if type_ == "table" and name in LEGACY_HISTORY_TABLES:
             return False
-        return not (type_ == "index" and before_swap and name in (ORIGINAL_INDEX, READ_INDEX))
+        if type_ == "index" and before_swap and name in (ORIGINAL_INDEX, READ_INDEX):
+            return False
+        if before_time_travel:
+            if type_ == "index" and name == TRANSACTION_INDEX:
+                return False
+            if type_ == "column" and object_.table.name == ACTIVITY_TABLE:
+                return name not in TIME_TRAVEL_COLUMNS
+        return True
 
     context.configure(
         connection=connection, target_metadata=db.metadata, include_object=include_object

@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from chrononaut import VersionedSQLAlchemy
 from chrononaut.interfaces.export import timeline_document
 from chrononaut.interfaces.text import parse_key
-from chrononaut.interfaces.timeline import object_exists, object_timeline, versioned_model
+from chrononaut.interfaces.timeline import object_timeline, versioned_model
 
 
 def add_history_api(app: Flask, db: VersionedSQLAlchemy, may_read: Callable[[], bool]) -> None:
@@ -24,5 +24,4 @@ def add_history_api(app: Flask, db: VersionedSQLAlchemy, may_read: Callable[[], 
         entries = object_timeline(db.session, model, key)
         if not entries:
             abort(404, "no recorded history")
-        deleted = not object_exists(db.session, model, key)
-        return jsonify(timeline_document(model, key, entries, deleted=deleted))
+        return jsonify(timeline_document(model, key, entries))

@@ -5,7 +5,7 @@ from typing import Any
 
 from chrononaut import VersionedSQLAlchemy
 from chrononaut.interfaces.export import feed_document, timeline_document
-from chrononaut.interfaces.timeline import activity_feed, object_exists, object_timeline
+from chrononaut.interfaces.timeline import activity_feed, object_timeline
 
 PAGE = 1000
 
@@ -13,7 +13,6 @@ PAGE = 1000
 def export_person(db: VersionedSQLAlchemy, model: type[Any], key: dict, user_id: str) -> str:
     """Return as JSON the history of the person's own record and every change they made."""
     entries = object_timeline(db.session, model, key)
-    deleted = not object_exists(db.session, model, key)
     made = []
     while True:  # page by page, however many changes they made
         page = activity_feed(
@@ -24,7 +23,7 @@ def export_person(db: VersionedSQLAlchemy, model: type[Any], key: dict, user_id:
             break
     return json.dumps(
         {
-            "record": timeline_document(model, key, entries, deleted=deleted),
+            "record": timeline_document(model, key, entries),
             "changes_made": feed_document(made)["changes"],
         },
         indent=2,
