@@ -24,7 +24,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     FromClause,
-    Table,
     and_,
     cast,
     exists,
@@ -58,13 +57,15 @@ def operation_of(snapshot: HistorySnapshot, following: HistorySnapshot | None, l
 
 
 def deleted_condition(
-    rows: FromClause, activity: Table, mapper: Mapper[Any]
+    rows: FromClause, activity: FromClause, mapper: Mapper[Any]
 ) -> ColumnElement[bool]:
     """Return the SQL condition that the activity row of ``rows`` is a delete.
 
     :param rows: a selectable with the activity columns of the rows to test (the
         activity table itself, an alias or a subquery of it).
-    :param activity: the activity table, to find each row's next row in.
+    :param activity: the activity table, to find each row's next row in, or a
+        selectable with its columns (a table made before the time-travel columns is
+        read through one that gives them as NULL).
     :param mapper: the versioned model's mapper, whose table holds the live rows.
     """
     later = activity.alias("later")

@@ -235,7 +235,7 @@ def parse_kind(text: str) -> str:
 
 
 def kind_condition(
-    rows: FromClause, kind: str, activity: Table | None = None
+    rows: FromClause, kind: str, activity: FromClause | None = None
 ) -> ColumnElement[bool]:
     """Return the condition that selects the changes of one kind, one of
     :data:`FILTERABLE_KINDS`, among activity rows.
@@ -246,8 +246,8 @@ def kind_condition(
     Needs an application context.
 
     :param rows: the activity table, or a selectable with its columns.
-    :param activity: the activity table, to find each row's next row in; defaults to
-        ``rows``, which must then be the table.
+    :param activity: the activity rows to find each row's next row in (the table, or
+        the rows of a table made before the time-travel columns); defaults to ``rows``.
     :raises ValueError: ``kind`` is not one of them.
     """
     kind = parse_kind(kind)
@@ -265,7 +265,9 @@ def kind_condition(
     return condition
 
 
-def operation_expression(rows: FromClause, activity: Table | None = None) -> ColumnElement[str]:
+def operation_expression(
+    rows: FromClause, activity: FromClause | None = None
+) -> ColumnElement[str]:
     """Return the SQL expression of the operation of each activity row of ``rows``: the
     recorded one, else the one the rule of :mod:`chrononaut.history.lives` reads.
 
@@ -284,10 +286,10 @@ def operation_expression(rows: FromClause, activity: Table | None = None) -> Col
     )
 
 
-def _read_delete(rows: FromClause, activity: Table | None) -> ColumnElement[bool]:
+def _read_delete(rows: FromClause, activity: FromClause | None) -> ColumnElement[bool]:
     """The rule's delete, for rows that record no operation: by the versioned model
     of each row's table; never for a table that no model maps."""
-    table = cast(Table, rows) if activity is None else activity
+    table = rows if activity is None else activity
     by_table = [
         (rows.c.table_name == table_name, deleted_condition(rows, table, inspect(model)))
         for table_name, model in models_by_table().items()
@@ -402,7 +404,7 @@ def activity_feed(
     if user_id is not None:
         page = page.where(c.user_info["user_id"].astext == user_id)
     if kind is not None:
-        page = page.where(kind_condition(source, kind, table))
+        page = page.where(kind_condition(source, kind, source))
     newest_first = (c.changed.desc(), c.id.desc())
     rows = page.order_by(*newest_first).limit(limit).offset(offset).subquery("page")
     before = table.alias("before")
@@ -422,7 +424,7 @@ def activity_feed(
         .lateral("previous")
     )
     query = (
-        select(rows, previous, operation_expression(rows, table).label(_OPERATION_LABEL))
+        select(rows, previous, operation_expression(rows, source).label(_OPERATION_LABEL))
         .select_from(rows.outerjoin(previous, true()))
         .order_by(rows.c.changed.desc(), rows.c.id.desc())
     )
