@@ -1,0 +1,169 @@
+"""A read-only session that sees the versioned models as they were at a past moment.
+
+The session has a database connection and transaction of its own. In that transaction
+a temporary view named like each versioned table (:mod:`~chrononaut.history.past_views`)
+stands in for the table: PostgreSQL looks unqualified relation names up in the
+session's temporary schema first, so every statement the ORM writes for the table
+(queries, ``get``, lazy and eager relationship loads) reads the view without being
+rewritten. The transaction is made read-only and rolled back when the session closes,
+which drops the views; the connection, and the application's own sessions, never see
+them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, MetaData, Table, event, inspect, text
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from chrononaut.exceptions import ChrononautException, InvalidArgumentError
+from chrononaut.history.activity import Activity, require_time_travel_columns
+from chrononaut.history.past_views import (
+    CreatePastView,
+    RenamePastView,
+    past_tables,
+    view_statement,
+)
+
+# Views take no parameters; the first statements of the transaction fix what every
+# later one reads. REPEATABLE READ gives every read of the session one snapshot, so
+# that commits made while it is open cannot mix two moments. The temporary schema is
+# put first on the search path in case the application's path names it later; it is
+# only ever searched for relations and types, never for functions.
+_SETUP = (
+    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    "SELECT set_config('search_path', CASE current_setting('search_path') WHEN '' "
+    "THEN 'pg_temp' ELSE 'pg_temp, ' || current_setting('search_path') END, true)",
+    # The views' plans are estimated dear on long histories; compiling them with JIT
+    # costs more than the queries themselves.
+    "SET LOCAL jit = off",
+)
+_READ_ONLY = "SET TRANSACTION READ ONLY"
+#: Whether a view of the session outlived its transaction (a COMMIT sent as SQL text).
+_LEFT_OVER = text(
+    "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema() "
+    "AND relkind = 'v' AND relname = ANY(CAST(:names AS text[]))"
+)
+
+
+class PastSession(Session):
+    """A session whose reads of :class:`~chrononaut.Versioned` models return them as
+    they were at one moment; see :doc:`/past-session`.
+
+    Made by :meth:`chrononaut.VersionedSQLAlchemy.as_of`. Use it as a context manager,
+    or call :meth:`close`, which ends its transaction and drops its views.
+
+    .. versionadded:: 1.0
+    """
+
+    def __init__(self, connection: Connection, at: datetime, metadata: MetaData) -> None:
+        # The views live in the connection's transaction; the session works in a
+        # savepoint of it, so that its commit and rollback never end that transaction.
+        super().__init__(bind=connection, join_transaction_mode="create_savepoint")
+        self._past_connection: Connection | None = connection
+        self._past_metadata = metadata
+        self._past_views: list[str] = []
+        #: The moment the session shows.
+        self.at = at
+
+    def get_bind(self, mapper: Any = None, clause: Any = None, **kwargs: Any) -> Any:
+        """Return the session's connection, refusing models of another database.
+
+        :raises ChrononautException: the model is on another ``__bind_key__`` than the
+            activity table; its history is not in the database its rows are in.
+        """
+        if mapper is not None:
+            table = inspect(mapper).local_table
+            if isinstance(table, Table) and table.metadata is not self._past_metadata:
+                raise ChrononautException(
+                    f"{inspect(mapper).class_.__name__} is on another database (bind key) "
+                    "than chrononaut_activity; a past session reads only the models of "
+                    "the activity table's database."
+                )
+        return super().get_bind(mapper=mapper, clause=clause, **kwargs)
+
+    def flush(self, objects: Any = None) -> None:
+        """Refuse to write: a past session is read-only.
+
+        :raises ChrononautException: an object was added, changed or deleted.
+        """
+        if self.new or self.dirty or self.deleted:
+            raise ChrononautException(
+                f"This session shows the data as of {self.at.isoformat()} and is read-only: "
+                "make changes in db.session. Nothing was written."
+            )
+        super().flush(objects)
+
+    def close(self) -> None:
+        """Close the session, roll its transaction back (dropping the views) and give
+        its connection back to the pool."""
+        super().close()
+        connection, self._past_connection = self._past_connection, None
+        if connection is None:
+            return
+        connection.rollback()
+        if connection.scalar(_LEFT_OVER, {"names": self._past_views}):
+            # Committed views would shadow the tables for whoever uses the connection
+            # next: close it for good instead.
+            connection.invalidate()
+        connection.close()
+
+
+def _refuse_write_statements(execute_state: ORMExecuteState) -> None:
+    if isinstance(execute_state.session, PastSession) and (
+        execute_state.is_insert or execute_state.is_update or execute_state.is_delete
+    ):
+        raise ChrononautException(
+            "A past session is read-only: run INSERT, UPDATE and DELETE statements in db.session."
+        )
+
+
+event.listen(PastSession, "do_orm_execute", _refuse_write_statements)
+
+
+def open_past_session(engine: Engine, activity_class: type[Activity], at: datetime) -> PastSession:
+    """Open a :class:`PastSession` on ``engine`` showing the moment ``at``.
+
+    :param engine: the engine of the activity table's database.
+    :param activity_class: the activity model whose history the views read.
+    :param at: the moment; a naive datetime is taken to be UTC. A change made exactly
+        at ``at`` is included.
+    :raises InvalidArgumentError: ``at`` is not a datetime.
+    :raises ChrononautException: the activity table lacks the time-travel columns, or
+        a versioned table is in an explicit schema.
+    """
+    if not isinstance(at, datetime):
+        raise InvalidArgumentError(f"`at` must be a datetime, not {type(at).__name__}.")
+    activity = activity_class.__table__
+    metadata = activity.metadata
+    registry = inspect(activity_class).registry
+    tables = past_tables(
+        mapper for mapper in registry.mappers if mapper.local_table.metadata is metadata
+    )
+    in_schema = sorted(past.table.fullname for past in tables if past.table.schema is not None)
+    if in_schema:
+        raise ChrononautException(
+            "Past sessions read versioned tables through temporary views, which cannot "
+            f"stand in for tables in an explicit schema: {', '.join(in_schema)}."
+        )
+    connection = engine.connect()
+    try:
+        for statement in _SETUP:
+            connection.exec_driver_sql(statement)
+        session = PastSession(connection, at, metadata)
+        require_time_travel_columns(session, activity)
+        # Under names of their own first: a view's SQL must name the live tables, which
+        # the views shadow once they are renamed.
+        temporary = [f"chrononaut_past_{number}" for number in range(len(tables))]
+        for name, past in zip(temporary, tables, strict=True):
+            connection.execute(CreatePastView(name, view_statement(past, activity, at)))
+        for name, past in zip(temporary, tables, strict=True):
+            connection.execute(RenamePastView(name, past.table.name))
+        session._past_views = [past.table.name for past in tables]
+        connection.exec_driver_sql(_READ_ONLY)
+    except BaseException:
+        connection.close()
+        raise
+    return session

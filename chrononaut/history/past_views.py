@@ -1,0 +1,217 @@
+"""The temporary views a past session reads instead of the versioned tables.
+
+Each view is named like the live table it stands for and has every one of its columns,
+so that the ORM's own SQL (queries, lazy and eager loads) reads it unchanged. A row of
+the view is an object's newest activity row at or before the moment, unless that row
+is a delete (:func:`~chrononaut.history.lives.deleted_condition`): the rule of
+:meth:`~chrononaut.history.reads.HistoryReads.version_at`, for every object at once.
+Tracked values are read back from the snapshot JSON and typed as the column; hidden
+and untracked columns are ``NULL``, since their values were never stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    ColumnElement,
+    DateTime,
+    Enum,
+    Interval,
+    LargeBinary,
+    Select,
+    Table,
+    TypeDecorator,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Mapper
+from sqlalchemy.schema import ExecutableDDLElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from chrononaut.history.activity import VERSION_KEY
+from chrononaut.history.columns import VersionedColumns, is_versioned_table
+from chrononaut.history.lives import deleted_condition
+from chrononaut.history.serialization import serialize_datetime
+
+
+@dataclass(frozen=True)
+class PastTable:
+    """A versioned table and the versioned mappers whose objects have rows in it.
+
+    Besides the models mapped to the table itself, a joined-inheritance base table
+    holds a row for each object of its subclasses, whose history is recorded under the
+    subclass's own table name.
+    """
+
+    table: Table
+    mappers: tuple[Mapper[Any], ...]
+
+    def sources(self) -> dict[str, Mapper[Any]]:
+        """The ``table_name`` of each mapper's activity rows, with the topmost mapper
+        recording under it (single-table subclasses record under their parent's)."""
+        sources: dict[str, Mapper[Any]] = {}
+        for mapper in self.mappers:
+            top = mapper
+            while top.inherits is not None and top.inherits.local_table is top.local_table:
+                top = top.inherits
+            sources.setdefault(VersionedColumns.of(top).table_name, top)
+        return sources
+
+
+def past_tables(mappers: Iterable[Mapper[Any]]) -> list[PastTable]:
+    """Group the versioned mappers among ``mappers`` by the tables they write."""
+    by_table: dict[Table, list[Mapper[Any]]] = {}
+    for mapper in mappers:
+        if not is_versioned_table(mapper.local_table):
+            continue
+        for table in mapper.tables:
+            if isinstance(table, Table):
+                by_table.setdefault(table, []).append(mapper)
+    return [PastTable(table, tuple(found)) for table, found in by_table.items()]
+
+
+def view_statement(past: PastTable, activity: Table, at: datetime) -> Select[Any]:
+    """Return the SELECT of the view of ``past.table`` at the moment ``at``.
+
+    The moment is a literal of the statement, since views take no parameters.
+    """
+    rows = activity.alias("past_row")
+    newer = activity.alias("newer_row")
+    sources = past.sources()
+    names = list(sources)
+    moment = cast(literal(serialize_datetime(at)), activity.c.changed.type)
+    newest = ~exists().where(
+        newer.c.table_name.in_(names),
+        newer.c.key == rows.c.key,
+        newer.c.changed <= moment,
+        tuple_(newer.c.changed, newer.c.id) > tuple_(rows.c.changed, rows.c.id),
+    )
+    deleted = or_(
+        *(
+            and_(rows.c.table_name == name, deleted_condition(rows, activity, mapper))
+            for name, mapper in sources.items()
+        )
+    )
+    return select(*_columns(past, rows)).where(
+        rows.c.table_name.in_(names), rows.c.changed <= moment, newest, ~deleted
+    )
+
+
+def _columns(past: PastTable, rows: Any) -> list[ColumnElement[Any]]:
+    """Every column of the live table, in its order, as the past row holds it."""
+    roles = [
+        (_attributes_by_column(mapper), VersionedColumns.of(mapper).tracked_keys)
+        for mapper in past.mappers
+    ]
+    columns: list[ColumnElement[Any]] = []
+    for column in past.table.columns:
+        mapped = [(found[column], tracked) for found, tracked in roles if column in found]
+        names = list(dict.fromkeys(name for name, _ in mapped))
+        value: ColumnElement[Any]
+        if column.primary_key:
+            value = _coalesce(_typed(rows.c.key, name, column.type) for name in names)
+        elif names == [VERSION_KEY]:
+            value = rows.c.version
+        elif mapped and all(name in tracked for name, tracked in mapped):
+            value = _coalesce(_typed(rows.c.data, name, column.type) for name in names)
+        else:
+            # Hidden and untracked values were never stored, and a column that no
+            # versioned class maps has nothing to read either.
+            value = null()
+        columns.append(cast(value, column.type).label(column.name))
+    return columns
+
+
+def _attributes_by_column(mapper: Mapper[Any]) -> dict[Any, str]:
+    return {column: prop.key for prop in mapper.column_attrs for column in prop.columns}
+
+
+def _coalesce(values: Iterable[ColumnElement[Any]]) -> ColumnElement[Any]:
+    found = list(values)
+    return found[0] if len(found) == 1 else func.coalesce(*found)
+
+
+def _typed(stored: Any, name: str, column_type: Any) -> ColumnElement[Any]:
+    """Return the SQL value of the column ``name`` of the JSON ``stored``, typed as
+    ``column_type``: the SQL counterpart of
+    :func:`~chrononaut.history.serialization.deserialize_value`.
+
+    Datetimes are read with the UTC offset every snapshot writes. JSON values are
+    read as stored (strings holding NUL stay escaped); arrays must be of one
+    dimension; bytes must be in the Base64 form written since 0.6.
+    """
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    value = stored[name]
+    text: ColumnElement[Any] = value.astext
+    if isinstance(column_type, JSON):
+        return cast(value, column_type)
+    if isinstance(column_type, ARRAY):
+        items = func.jsonb_array_elements_text(value).table_valued("value", with_ordinality="n")
+        in_order = select(func.array_agg(aggregate_order_by(items.c.value, items.c.n)))
+        return case(
+            (
+                func.jsonb_typeof(value) == "array",
+                func.coalesce(in_order.scalar_subquery(), literal("{}")),
+            ),
+            else_=null(),
+        )
+    if isinstance(column_type, Enum) and column_type.enum_class is not None:
+        # Snapshots store str(member), "Priority.HIGH"; the column holds the member
+        # as the type writes it.
+        members = [
+            (text == str(member), literal(member, column_type)) for member in column_type.enum_class
+        ]
+        return case(*members, else_=text)
+    if isinstance(column_type, DateTime):
+        moment = cast(text, DateTime(timezone=True))
+        return moment if column_type.timezone else func.timezone("UTC", moment)
+    if isinstance(column_type, Interval):
+        return func.replace(text, ", ", " ")  # str(timedelta): "1 day, 2:00:00"
+    if isinstance(column_type, LargeBinary):
+        return func.decode(text, "base64")
+    return text
+
+
+class CreatePastView(ExecutableDDLElement):
+    """``CREATE TEMPORARY VIEW name AS <select>``, the select's values inlined."""
+
+    def __init__(self, name: str, statement: Select[Any]) -> None:
+        self.name = name
+        self.statement = statement
+
+
+class RenamePastView(ExecutableDDLElement):
+    """``ALTER VIEW pg_temp.name RENAME TO new_name``."""
+
+    def __init__(self, name: str, new_name: str) -> None:
+        self.name = name
+        self.new_name = new_name
+
+
+@compiles(CreatePastView)
+def _create_view(element: CreatePastView, compiler: SQLCompiler, **kw: Any) -> str:
+    body = compiler.sql_compiler.process(element.statement, literal_binds=True)
+    return f"CREATE TEMPORARY VIEW {compiler.preparer.quote(element.name)} AS {body}"
+
+
+@compiles(RenamePastView)
+def _rename_view(element: RenamePastView, compiler: SQLCompiler, **kw: Any) -> str:
+    quote = compiler.preparer.quote
+    return f"ALTER VIEW pg_temp.{quote(element.name)} RENAME TO {quote(element.new_name)}"
