@@ -27,13 +27,13 @@ from chrononaut.history.past_views import (
     view_statement,
 )
 
-# Views take no parameters; the first statements of the transaction fix what every
-# later one reads. REPEATABLE READ gives every read of the session one snapshot, so
-# that commits made while it is open cannot mix two moments. The temporary schema is
-# put first on the search path in case the application's path names it later; it is
-# only ever searched for relations and types, never for functions.
+#: The first statement of the transaction: REPEATABLE READ gives every read of the
+#: session one snapshot, so that commits made while it is open cannot mix two moments.
+_ISOLATION = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
 _SETUP = (
-    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    # The temporary schema is put first on the search path in case the application's
+    # path names it later; it is only ever searched for relations and types, never
+    # for functions.
     "SELECT set_config('search_path', CASE current_setting('search_path') WHEN '' "
     "THEN 'pg_temp' ELSE 'pg_temp, ' || current_setting('search_path') END, true)",
     # The views' plans are estimated dear on long histories; compiling them with JIT
@@ -58,13 +58,15 @@ class PastSession(Session):
     .. versionadded:: 1.0
     """
 
-    def __init__(self, connection: Connection, at: datetime, metadata: MetaData) -> None:
+    def __init__(
+        self, connection: Connection, at: datetime, metadata: MetaData, views: list[str]
+    ) -> None:
         # The views live in the connection's transaction; the session works in a
         # savepoint of it, so that its commit and rollback never end that transaction.
         super().__init__(bind=connection, join_transaction_mode="create_savepoint")
         self._past_connection: Connection | None = connection
         self._past_metadata = metadata
-        self._past_views: list[str] = []
+        self._past_views = views
         #: The moment the session shows.
         self.at = at
 
@@ -98,17 +100,26 @@ class PastSession(Session):
 
     def close(self) -> None:
         """Close the session, roll its transaction back (dropping the views) and give
-        its connection back to the pool."""
-        super().close()
+        its connection back to the pool.
+
+        Should the views have outlived the transaction (a ``COMMIT`` sent as SQL
+        text), or closing fail, the connection is discarded instead, so that no view
+        ever shadows a table for the next user of the connection.
+        """
         connection, self._past_connection = self._past_connection, None
         if connection is None:
+            super().close()
             return
-        connection.rollback()
-        if connection.scalar(_LEFT_OVER, {"names": self._past_views}):
-            # Committed views would shadow the tables for whoever uses the connection
-            # next: close it for good instead.
+        try:
+            super().close()
+            connection.rollback()
+            if connection.scalar(_LEFT_OVER, {"names": self._past_views}):
+                connection.invalidate()
+        except BaseException:
             connection.invalidate()
-        connection.close()
+            raise
+        finally:
+            connection.close()
 
 
 def _refuse_write_statements(execute_state: ORMExecuteState) -> None:
@@ -150,10 +161,13 @@ def open_past_session(engine: Engine, activity_class: type[Activity], at: dateti
         )
     connection = engine.connect()
     try:
+        connection.exec_driver_sql(_ISOLATION)
+        # Before the search path changes, as the check looks in the current schema, and
+        # in a session of its own, whose savepoint must not come before the views.
+        with Session(bind=connection, join_transaction_mode="create_savepoint") as checking:
+            require_time_travel_columns(checking, activity)
         for statement in _SETUP:
             connection.exec_driver_sql(statement)
-        session = PastSession(connection, at, metadata)
-        require_time_travel_columns(session, activity)
         # Under names of their own first: a view's SQL must name the live tables, which
         # the views shadow once they are renamed.
         temporary = [f"chrononaut_past_{number}" for number in range(len(tables))]
@@ -161,8 +175,8 @@ def open_past_session(engine: Engine, activity_class: type[Activity], at: dateti
             connection.execute(CreatePastView(name, view_statement(past, activity, at)))
         for name, past in zip(temporary, tables, strict=True):
             connection.execute(RenamePastView(name, past.table.name))
-        session._past_views = [past.table.name for past in tables]
         connection.exec_driver_sql(_READ_ONLY)
+        session = PastSession(connection, at, metadata, [past.table.name for past in tables])
     except BaseException:
         connection.close()
         raise

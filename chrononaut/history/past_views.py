@@ -156,14 +156,20 @@ def _typed(stored: Any, name: str, column_type: Any) -> ColumnElement[Any]:
     read as stored (strings holding NUL stay escaped); arrays must be of one
     dimension; bytes must be in the Base64 form written since 0.6.
     """
-    if isinstance(column_type, TypeDecorator):
-        column_type = column_type.impl_instance
     value = stored[name]
     text: ColumnElement[Any] = value.astext
+    if isinstance(column_type, Interval):
+        return func.replace(text, ", ", " ")  # str(timedelta): "1 day, 2:00:00"
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
     if isinstance(column_type, JSON):
-        return cast(value, column_type)
+        return value  # type: ignore[no-any-return]
     if isinstance(column_type, ARRAY):
-        items = func.jsonb_array_elements_text(value).table_valued("value", with_ordinality="n")
+        items = (
+            func.jsonb_array_elements_text(value)
+            .table_valued("value", with_ordinality="n")
+            .render_derived(name="item")
+        )
         in_order = select(func.array_agg(aggregate_order_by(items.c.value, items.c.n)))
         return case(
             (
@@ -182,8 +188,6 @@ def _typed(stored: Any, name: str, column_type: Any) -> ColumnElement[Any]:
     if isinstance(column_type, DateTime):
         moment = cast(text, DateTime(timezone=True))
         return moment if column_type.timezone else func.timezone("UTC", moment)
-    if isinstance(column_type, Interval):
-        return func.replace(text, ", ", " ")  # str(timedelta): "1 day, 2:00:00"
     if isinstance(column_type, LargeBinary):
         return func.decode(text, "base64")
     return text
