@@ -16,20 +16,18 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, Table, event, inspect, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.activity import Activity, require_time_travel_columns
-from chrononaut.history.past_views import (
-    CreatePastView,
-    RenamePastView,
-    past_tables,
-    view_statement,
-)
+from chrononaut.history.past_views import MOMENT_SETTING, PastTable, past_tables, view_sql
+from chrononaut.history.serialization import serialize_datetime
 
 #: The first statement of the transaction: REPEATABLE READ gives every read of the
 #: session one snapshot, so that commits made while it is open cannot mix two moments.
 _ISOLATION = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+#: Run with the views, in one round trip.
 _SETUP = (
     # The temporary schema is put first on the search path in case the application's
     # path names it later; it is only ever searched for relations and types, never
@@ -40,6 +38,7 @@ _SETUP = (
     # costs more than the queries themselves.
     "SET LOCAL jit = off",
 )
+#: The last statement: from then on, nothing but temporary tables can be written.
 _READ_ONLY = "SET TRANSACTION READ ONLY"
 #: Whether a view of the session outlived its transaction (a COMMIT sent as SQL text).
 _LEFT_OVER = text(
@@ -166,18 +165,30 @@ def open_past_session(engine: Engine, activity_class: type[Activity], at: dateti
         # in a session of its own, whose savepoint must not come before the views.
         with Session(bind=connection, join_transaction_mode="create_savepoint") as checking:
             require_time_travel_columns(checking, activity)
-        for statement in _SETUP:
-            connection.exec_driver_sql(statement)
-        # Under names of their own first: a view's SQL must name the live tables, which
-        # the views shadow once they are renamed.
-        temporary = [f"chrononaut_past_{number}" for number in range(len(tables))]
-        for name, past in zip(temporary, tables, strict=True):
-            connection.execute(CreatePastView(name, view_statement(past, activity, at)))
-        for name, past in zip(temporary, tables, strict=True):
-            connection.execute(RenamePastView(name, past.table.name))
-        connection.exec_driver_sql(_READ_ONLY)
+        connection.exec_driver_sql(_setup_script(tables, activity, connection.dialect, at))
         session = PastSession(connection, at, metadata, [past.table.name for past in tables])
     except BaseException:
         connection.close()
         raise
     return session
+
+
+def _setup_script(tables: list[PastTable], activity: Table, dialect: Dialect, at: datetime) -> str:
+    """Return the statements that make the views of ``tables`` at ``at``, as one script.
+
+    Each view is made under a name of its own first: the SQL of a view must name the
+    live tables, which the views shadow once they are renamed.
+    """
+    quote = dialect.identifier_preparer.quote
+    # ISO text of a datetime: digits, signs, colons and a "T", safe to inline.
+    moment = f"SELECT set_config('{MOMENT_SETTING}', '{serialize_datetime(at)}', true)"
+    temporary = [f"chrononaut_past_{number}" for number in range(len(tables))]
+    creates = [
+        f"CREATE TEMPORARY VIEW {name} AS {view_sql(past, activity, dialect)}"
+        for name, past in zip(temporary, tables, strict=True)
+    ]
+    renames = [
+        f"ALTER VIEW pg_temp.{name} RENAME TO {quote(past.table.name)}"
+        for name, past in zip(temporary, tables, strict=True)
+    ]
+    return ";\n".join([*_SETUP, moment, *creates, *renames, _READ_ONLY])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -39,15 +38,12 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper
-from sqlalchemy.schema import ExecutableDDLElement
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from chrononaut.history.activity import VERSION_KEY
 from chrononaut.history.columns import VersionedColumns, is_versioned_table
 from chrononaut.history.lives import deleted_condition
-from chrononaut.history.serialization import serialize_datetime
 
 
 @dataclass(frozen=True)
@@ -86,16 +82,38 @@ def past_tables(mappers: Iterable[Mapper[Any]]) -> list[PastTable]:
     return [PastTable(table, tuple(found)) for table, found in by_table.items()]
 
 
-def view_statement(past: PastTable, activity: Table, at: datetime) -> Select[Any]:
-    """Return the SELECT of the view of ``past.table`` at the moment ``at``.
+#: The transaction-local setting the views read the moment from, so that the SQL of
+#: each view is the same for every moment and is built once.
+MOMENT_SETTING = "chrononaut.past_moment"
+#: ``Table.info`` key: the SQL of the table's view, by dialect and mapping.
+_VIEW_SQL_KEY = "chrononaut.past_view_sql"
 
-    The moment is a literal of the statement, since views take no parameters.
+
+def view_sql(past: PastTable, activity: Table, dialect: Dialect) -> str:
+    """Return the SELECT of the view of ``past.table``, as SQL text for ``dialect``.
+
+    Views take no parameters, so its values are inlined; building and compiling it
+    took most of the time of opening a past session, so it is done once.
     """
+    key = (dialect.name, dialect.driver, dialect.server_version_info, activity, past.mappers)
+    cached: dict[Any, str] = past.table.info.setdefault(_VIEW_SQL_KEY, {})
+    sql = cached.get(key)
+    if sql is None:
+        statement = view_statement(past, activity)
+        sql = cached[key] = str(
+            statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        )
+    return sql
+
+
+def view_statement(past: PastTable, activity: Table) -> Select[Any]:
+    """Return the SELECT of the view of ``past.table`` at the moment in
+    :data:`MOMENT_SETTING`."""
     rows = activity.alias("past_row")
     newer = activity.alias("newer_row")
     sources = past.sources()
     names = list(sources)
-    moment = cast(literal(serialize_datetime(at)), activity.c.changed.type)
+    moment = cast(func.current_setting(MOMENT_SETTING), activity.c.changed.type)
     newest = ~exists().where(
         newer.c.table_name.in_(names),
         newer.c.key == rows.c.key,
@@ -191,31 +209,3 @@ def _typed(stored: Any, name: str, column_type: Any) -> ColumnElement[Any]:
     if isinstance(column_type, LargeBinary):
         return func.decode(text, "base64")
     return text
-
-
-class CreatePastView(ExecutableDDLElement):
-    """``CREATE TEMPORARY VIEW name AS <select>``, the select's values inlined."""
-
-    def __init__(self, name: str, statement: Select[Any]) -> None:
-        self.name = name
-        self.statement = statement
-
-
-class RenamePastView(ExecutableDDLElement):
-    """``ALTER VIEW pg_temp.name RENAME TO new_name``."""
-
-    def __init__(self, name: str, new_name: str) -> None:
-        self.name = name
-        self.new_name = new_name
-
-
-@compiles(CreatePastView)
-def _create_view(element: CreatePastView, compiler: SQLCompiler, **kw: Any) -> str:
-    body = compiler.sql_compiler.process(element.statement, literal_binds=True)
-    return f"CREATE TEMPORARY VIEW {compiler.preparer.quote(element.name)} AS {body}"
-
-
-@compiles(RenamePastView)
-def _rename_view(element: RenamePastView, compiler: SQLCompiler, **kw: Any) -> str:
-    quote = compiler.preparer.quote
-    return f"ALTER VIEW pg_temp.{quote(element.name)} RENAME TO {quote(element.new_name)}"
