@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -31,7 +32,7 @@ from sqlalchemy.orm import joinedload, relationship, selectinload
 from chrononaut import Versioned, VersionedSQLAlchemy
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.past import PastSession
-from chrononaut.history.serialization import UTC
+from chrononaut.history.serialization import ESCAPE_MARK, UTC
 from tests.models import Priority
 
 TOKYO = timezone(timedelta(hours=9))
@@ -445,8 +446,11 @@ ORDER_VALUES = st.fixed_dictionaries(
         "reference": st.none() | st.uuids(),
         "blob": st.none() | st.binary(max_size=20),
         "lines": st.none() | st.lists(st.integers(-(2**31), 2**31 - 1), max_size=4),
+        # Strings that start with U+FDD0 are stored escaped, and read so (documented).
         "extra": st.none()
-        | st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+        | st.dictionaries(
+            st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3
+        ).filter(lambda extra: not any(str(v).startswith(ESCAPE_MARK) for v in extra.values())),
         "note": st.none() | st.text().filter(lambda value: "\x00" not in value),
     }
 )
@@ -471,6 +475,23 @@ def test_every_type_reads_back_as_the_live_column_returns_it(db, session, order_
     with db.as_of(before) as past:
         old = past.get(Order, order.id)
         assert {name: getattr(old, name) for name in values} == live
+
+
+def test_bytes_stored_before_0_6_read_as_none(db, session, order_model):
+    Order = order_model
+    order = Order(blob=b"\x00ab", note="kept")
+    session.add(order)
+    session.commit()
+    legacy = json.dumps({"blob": str(b"\x00ab")})  # as releases before 0.6 stored bytes
+    session.execute(
+        text("UPDATE chrononaut_activity SET data = data || CAST(:legacy AS jsonb)"),
+        {"legacy": legacy},
+    )
+    session.commit()
+
+    with db.as_of(now()) as past:
+        old = past.get(Order, order.id)
+        assert (old.blob, old.note) == (None, "kept")
 
 
 # -- read-only, and apart from the live session ----------------------------------------

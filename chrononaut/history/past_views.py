@@ -165,14 +165,20 @@ def _coalesce(values: Iterable[ColumnElement[Any]]) -> ColumnElement[Any]:
     return found[0] if len(found) == 1 else func.coalesce(*found)
 
 
+#: Base64 text, as bytes are stored since 0.6.
+_BASE64 = "^[A-Za-z0-9+/]*={0,2}$"
+
+
 def _typed(stored: Any, name: str, column_type: Any) -> ColumnElement[Any]:
     """Return the SQL value of the column ``name`` of the JSON ``stored``, typed as
     ``column_type``: the SQL counterpart of
     :func:`~chrononaut.history.serialization.deserialize_value`.
 
-    Datetimes are read with the UTC offset every snapshot writes. JSON values are
-    read as stored (strings holding NUL stay escaped); arrays must be of one
-    dimension; bytes must be in the Base64 form written since 0.6.
+    Datetimes are read with the UTC offset every snapshot writes. JSON values and
+    array items are read as stored, so a string that
+    :func:`~chrononaut.history.serialization.escape_text` escaped stays escaped;
+    arrays must be of one dimension; bytes stored before 0.6 (``str(bytes)``) read
+    as ``NULL``.
     """
     value = stored[name]
     text: ColumnElement[Any] = value.astext
@@ -207,5 +213,7 @@ def _typed(stored: Any, name: str, column_type: Any) -> ColumnElement[Any]:
         moment = cast(text, DateTime(timezone=True))
         return moment if column_type.timezone else func.timezone("UTC", moment)
     if isinstance(column_type, LargeBinary):
-        return func.decode(text, "base64")
+        # str(bytes), as releases before 0.6 stored them, reads as NULL instead of
+        # failing the whole query.
+        return case((text.regexp_match(_BASE64), func.decode(text, "base64")), else_=null())
     return text
