@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -686,3 +689,29 @@ def test_an_unversioned_association_table_is_declared_as_in_the_docs(models):
     # The test above relies on book_tag being a plain Table without history.
     assert isinstance(models.Book.tags.property.secondary, Table)
     assert not hasattr(models.Book.tags.property.secondary, "version")
+
+
+# -- the examples of docs/past-session.rst ---------------------------------------------
+
+SNIPPETS = Path(__file__).parent.parent / "docs" / "snippets"
+
+
+def snippet(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, SNIPPETS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_catalogue_example_lists_the_books_of_the_moment(db, models, library):
+    before = library[0]
+    catalogue = snippet("past_session_catalogue").catalogue_at(db, models.Author, before)
+    assert catalogue == {"Ann": ["First", "Second"], "Bob": ["Third"]}
+
+
+def test_the_renamed_example_compares_the_moment_with_today(db, session, models, library):
+    before, ann_id, bob_id, _ = library
+    renamed = snippet("past_session_renamed").renamed_since(db, models.Author, before)
+    assert renamed == {ann_id: ("Ann", "Ann Later")}
+    assert bob_id not in renamed
