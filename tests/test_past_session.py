@@ -205,6 +205,23 @@ def test_naive_moments_are_utc_and_aware_ones_any_zone(db, session, models):
             assert past.get(models.Todo, todo.id).title == "one"
 
 
+def test_a_session_time_zone_changes_nothing(db, tokyo_session, models, order_model):
+    session, Order = tokyo_session, order_model
+    naive = datetime(2024, 5, 1, 23, 30)
+    due = datetime(2024, 5, 1, 23, 30, tzinfo=UTC)
+    todo, order = models.Todo(title="one", due_at=due), Order(placed_at=naive)
+    session.add_all([todo, order])
+    session.commit()
+    todo.title = "two"
+    session.commit()
+    changed = changed_at(todo.versions()[-1])
+
+    with db.as_of(changed - timedelta(microseconds=1)) as past:
+        old = past.get(models.Todo, todo.id)
+        assert (old.title, old.due_at) == ("one", due)
+        assert past.get(Order, order.id).placed_at == naive
+
+
 def test_a_moment_that_is_not_a_datetime_is_refused(db, models):
     with pytest.raises(InvalidArgumentError, match="datetime"):
         db.as_of("2024-01-01")
@@ -521,6 +538,12 @@ def test_flushing_is_refused_and_nothing_is_written(db, session, models):
         past.rollback()
         with pytest.raises(ChrononautException, match="read-only"):
             past.execute(update(models.Todo).values(title="bulk"))
+        with pytest.raises(ChrononautException, match="read-only"):
+            past.bulk_insert_mappings(models.Todo, [{"title": "bulk"}])
+        with pytest.raises(ChrononautException, match="read-only"):
+            past.bulk_update_mappings(models.Todo, [{"id": todo.id, "title": "bulk"}])
+        with pytest.raises(ChrononautException, match="read-only"):
+            past.bulk_save_objects([models.Todo(title="bulk")])
         # After each refusal the session still shows the past.
         assert past.get(models.Todo, todo.id).title == "kept"
     session.expire_all()

@@ -91,11 +91,35 @@ class PastSession(Session):
         :raises ChrononautException: an object was added, changed or deleted.
         """
         if self.new or self.dirty or self.deleted:
-            raise ChrononautException(
-                f"This session shows the data as of {self.at.isoformat()} and is read-only: "
-                "make changes in db.session. Nothing was written."
-            )
+            self._refuse_write()
         super().flush(objects)
+
+    def bulk_save_objects(self, *args: Any, **kwargs: Any) -> None:
+        """Refuse to write: a past session is read-only.
+
+        :raises ChrononautException: always.
+        """
+        self._refuse_write()
+
+    def bulk_insert_mappings(self, *args: Any, **kwargs: Any) -> None:
+        """Refuse to write: a past session is read-only.
+
+        :raises ChrononautException: always.
+        """
+        self._refuse_write()
+
+    def bulk_update_mappings(self, *args: Any, **kwargs: Any) -> None:
+        """Refuse to write: a past session is read-only.
+
+        :raises ChrononautException: always.
+        """
+        self._refuse_write()
+
+    def _refuse_write(self) -> None:
+        raise ChrononautException(
+            f"This session shows the data as of {self.at.isoformat()} and is read-only: "
+            "make changes in db.session. Nothing was written."
+        )
 
     def close(self) -> None:
         """Close the session, roll its transaction back (dropping the views) and give
