@@ -181,27 +181,38 @@ def _typed(stored: Any, name: str, column_type: Any) -> ColumnElement[Any]:
     as ``NULL``.
     """
     value = stored[name]
-    text: ColumnElement[Any] = value.astext
+    stored_type = column_type
+    if isinstance(stored_type, TypeDecorator) and not isinstance(stored_type, Interval):
+        stored_type = stored_type.impl_instance
+    if isinstance(stored_type, JSON):
+        return value  # type: ignore[no-any-return]
+    if isinstance(stored_type, ARRAY):
+        return _typed_array(value, stored_type.item_type)
+    return _typed_text(value.astext, column_type)
+
+
+def _typed_array(value: Any, item_type: Any) -> ColumnElement[Any]:
+    """The items of the JSON array ``value``, each typed as ``item_type``, in order."""
+    json_items = isinstance(item_type, JSON)
+    elements = func.jsonb_array_elements if json_items else func.jsonb_array_elements_text
+    items = elements(value).table_valued("value", with_ordinality="n").render_derived("item")
+    item = items.c.value if json_items else _typed_text(items.c.value, item_type)
+    in_order = select(func.array_agg(aggregate_order_by(cast(item, item_type), items.c.n)))
+    return case(
+        (
+            func.jsonb_typeof(value) == "array",
+            func.coalesce(in_order.scalar_subquery(), literal("{}")),
+        ),
+        else_=null(),
+    )
+
+
+def _typed_text(text: ColumnElement[Any], column_type: Any) -> ColumnElement[Any]:
+    """The stored text ``text`` of a scalar value, as a value of ``column_type``."""
     if isinstance(column_type, Interval):
         return func.replace(text, ", ", " ")  # str(timedelta): "1 day, 2:00:00"
     if isinstance(column_type, TypeDecorator):
         column_type = column_type.impl_instance
-    if isinstance(column_type, JSON):
-        return value  # type: ignore[no-any-return]
-    if isinstance(column_type, ARRAY):
-        items = (
-            func.jsonb_array_elements_text(value)
-            .table_valued("value", with_ordinality="n")
-            .render_derived(name="item")
-        )
-        in_order = select(func.array_agg(aggregate_order_by(items.c.value, items.c.n)))
-        return case(
-            (
-                func.jsonb_typeof(value) == "array",
-                func.coalesce(in_order.scalar_subquery(), literal("{}")),
-            ),
-            else_=null(),
-        )
     if isinstance(column_type, Enum) and column_type.enum_class is not None:
         # Snapshots store str(member), "Priority.HIGH"; the column holds the member
         # as the type writes it.
