@@ -29,14 +29,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, ResourceClosedError
 from sqlalchemy.orm import joinedload, relationship, selectinload
 
 from chrononaut import Versioned, VersionedSQLAlchemy
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.past import PastSession
 from chrononaut.history.serialization import ESCAPE_MARK, UTC
-from tests.models import Priority
+from tests.models import Priority, define_models
 
 TOKYO = timezone(timedelta(hours=9))
 
@@ -630,6 +630,47 @@ def test_a_commit_sent_as_sql_text_does_not_leak_the_views(db, session, models):
         with db.engine.connect() as connection:
             assert temporary_relations(connection) == 0
             assert connection.scalar(text("SELECT title FROM todo")) == "new"
+
+
+def test_a_closed_session_reads_nothing_more(db, session, models):
+    session.add(models.Todo(title="old"))
+    session.commit()
+    past = db.as_of(now())
+    past.close()
+    with pytest.raises(ResourceClosedError):
+        past.scalars(select(models.Todo)).all()
+
+
+def test_an_engine_in_autocommit_mode_keeps_the_session_apart(database_url):
+    app = Flask(__name__)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=database_url.render_as_string(hide_password=False),
+        SQLALCHEMY_ENGINE_OPTIONS={"isolation_level": "AUTOCOMMIT", "pool_size": 1},
+    )
+    with app.app_context():
+        db = VersionedSQLAlchemy(app)
+        models = define_models(db, "classic")
+        db.create_all()
+        try:
+            todo = models.Todo(title="old")
+            db.session.add(todo)
+            db.session.commit()
+            before = now()
+            todo.title = "new"
+            db.session.commit()
+            todo_id = todo.id
+            db.session.close()
+
+            with db.as_of(before) as past:
+                assert past.get(models.Todo, todo_id).title == "old"
+                with pytest.raises(DBAPIError, match="read-only transaction"):
+                    past.execute(text("UPDATE note SET body = 'x'"))
+            with db.engine.connect() as connection:  # the pool's one connection
+                assert temporary_relations(connection) == 0
+                assert connection.scalar(text("SELECT title FROM todo")) == "new"
+        finally:
+            db.session.remove()
+            db.engine.dispose()
 
 
 def test_rolling_the_session_back_keeps_the_moment(db, session, models):

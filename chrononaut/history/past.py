@@ -24,9 +24,10 @@ from chrononaut.history.activity import Activity, require_time_travel_columns
 from chrononaut.history.past_views import MOMENT_SETTING, PastTable, past_tables, view_sql
 from chrononaut.history.serialization import serialize_datetime
 
-#: The first statement of the transaction: REPEATABLE READ gives every read of the
-#: session one snapshot, so that commits made while it is open cannot mix two moments.
-_ISOLATION = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+#: REPEATABLE READ gives every read of the session one snapshot, so that commits made
+#: while it is open cannot mix two moments. Set on the connection, it also overrides an
+#: engine in autocommit mode, in which the views would outlive every statement.
+_ISOLATION = "REPEATABLE READ"
 #: Run with the views, in one round trip.
 _SETUP = (
     # The temporary schema is put first on the search path in case the application's
@@ -182,9 +183,8 @@ def open_past_session(engine: Engine, activity_class: type[Activity], at: dateti
             "Past sessions read versioned tables through temporary views, which cannot "
             f"stand in for tables in an explicit schema: {', '.join(in_schema)}."
         )
-    connection = engine.connect()
+    connection = engine.connect().execution_options(isolation_level=_ISOLATION)
     try:
-        connection.exec_driver_sql(_ISOLATION)
         # Before the search path changes, as the check looks in the current schema, and
         # in a session of its own, whose savepoint must not come before the views.
         with Session(bind=connection, join_transaction_mode="create_savepoint") as checking:
