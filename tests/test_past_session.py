@@ -81,6 +81,7 @@ def test_get_returns_the_object_as_it_was(db, session, models):
             0,
         )
         assert old is not todo
+        assert past.query(models.Todo).filter_by(title="Draft").one() is old
     assert (todo.title, todo.version) == ("Final", 1)
 
 
