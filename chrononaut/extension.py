@@ -80,7 +80,8 @@ class VersionedSQLAlchemy(SessionFactoryHook):
             a context manager.
         :raises InvalidArgumentError: ``at`` is not a datetime.
         :raises ChrononautException: the activity table lacks the time-travel columns,
-            or a versioned table is in an explicit schema.
+            a versioned table is in an explicit schema, or the engine has a
+            ``schema_translate_map``.
         """
         activity_table = self._activity_class.__table__
         engine = self.engines[activity_table.metadata.info.get("bind_key")]

@@ -735,6 +735,22 @@ def test_versioned_tables_in_an_explicit_schema_are_refused(db, session, models)
         db.as_of(now())
 
 
+def test_an_engine_that_translates_schemas_is_refused(database_url):
+    app = Flask(__name__)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=database_url.render_as_string(hide_password=False),
+        SQLALCHEMY_ENGINE_OPTIONS={"execution_options": {"schema_translate_map": {None: "public"}}},
+    )
+    with app.app_context():
+        db = VersionedSQLAlchemy(app)
+        define_models(db, "classic")
+        try:
+            with pytest.raises(ChrononautException, match="schema_translate_map"):
+                db.as_of(now())
+        finally:
+            db.engine.dispose()
+
+
 def test_models_of_another_bind_are_refused(database_url):
     app = Flask(__name__)
     url = database_url.render_as_string(hide_password=False)

@@ -166,8 +166,8 @@ def open_past_session(engine: Engine, activity_class: type[Activity], at: dateti
     :param at: the moment; a naive datetime is taken to be UTC. A change made exactly
         at ``at`` is included.
     :raises InvalidArgumentError: ``at`` is not a datetime.
-    :raises ChrononautException: the activity table lacks the time-travel columns, or
-        a versioned table is in an explicit schema.
+    :raises ChrononautException: the activity table lacks the time-travel columns, a
+        versioned table is in an explicit schema, or the engine translates schemas.
     """
     if not isinstance(at, datetime):
         raise InvalidArgumentError(f"`at` must be a datetime, not {type(at).__name__}.")
@@ -182,6 +182,12 @@ def open_past_session(engine: Engine, activity_class: type[Activity], at: dateti
         raise ChrononautException(
             "Past sessions read versioned tables through temporary views, which cannot "
             f"stand in for tables in an explicit schema: {', '.join(in_schema)}."
+        )
+    if engine.get_execution_options().get("schema_translate_map"):
+        # The schema names it adds would lead every statement past the views.
+        raise ChrononautException(
+            "Past sessions cannot read through an engine with a schema_translate_map: "
+            "its schema names would lead the queries past the temporary views."
         )
     connection = engine.connect().execution_options(isolation_level=_ISOLATION)
     try:
