@@ -80,7 +80,7 @@ class VersionedSQLAlchemy(SessionFactoryHook):
             a context manager.
         :raises InvalidArgumentError: ``at`` is not a datetime.
         :raises ChrononautException: the activity table lacks the time-travel columns,
-            a versioned table is in an explicit schema, or the engine has a
+            two tables would have views of the same name, or the engine has a
             ``schema_translate_map``.
         """
         activity_table = self._activity_class.__table__

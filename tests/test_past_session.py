@@ -721,17 +721,66 @@ def test_an_activity_table_without_the_time_travel_columns_is_refused(db, sessio
         db.as_of(now())
 
 
-def test_versioned_tables_in_an_explicit_schema_are_refused(db, session, models):
+@pytest.fixture
+def sales(db, session, models):
+    """Versioned and plain tables in the schema ``sales``, linked to the default one."""
     session.execute(text("CREATE SCHEMA sales"))
     session.commit()
+
+    class Region(db.Model):
+        __tablename__ = "region"
+        __table_args__ = {"schema": "sales"}
+        id = Column(Integer, primary_key=True)
+        name = Column(String(40))
 
     class Invoice(db.Model, Versioned):
         __tablename__ = "invoice"
         __table_args__ = {"schema": "sales"}
         id = Column(Integer, primary_key=True)
+        total = Column(Numeric(12, 2))
+        author_id = Column(ForeignKey("author.id"))
+        region_id = Column(ForeignKey("sales.region.id"))
+        author = relationship(models.Author)
+        region = relationship(Region)
 
     db.create_all()
-    with pytest.raises(ChrononautException, match=r"explicit schema: sales\.invoice"):
+    return Invoice, Region
+
+
+def test_tables_in_an_explicit_schema_are_read_as_they_were(db, session, models, sales):
+    Invoice, Region = sales
+    author, region = models.Author(name="Ann"), Region(name="North")
+    invoice = Invoice(total=Decimal("10.00"), author=author, region=region)
+    session.add(invoice)
+    session.commit()
+    before = now()
+    invoice.total, author.name, region.name = Decimal("20.00"), "Ann Later", "Nord"
+    session.add(Invoice(total=Decimal("30.00")))
+    session.commit()
+
+    with db.as_of(before) as past:
+        old = past.scalars(select(Invoice).options(joinedload(Invoice.author))).unique().one()
+        assert (old.total, old.author.name) == (Decimal("10.00"), "Ann")
+        assert old.region.name == "Nord"  # the plain table of the schema reads live
+        assert past.scalar(select(func.count()).select_from(Invoice)) == 1
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            past.execute(text("UPDATE sales.region SET name = 'changed'"))
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Invoice)) == 2
+    assert session.scalars(select(Region.name)).all() == ["Nord"]
+
+
+def test_tables_whose_views_would_share_a_name_are_refused(db, session, models):
+    session.execute(text("CREATE SCHEMA sales"))
+    session.commit()
+
+    class SalesTodo(db.Model, Versioned):
+        __tablename__ = "todo"
+        __table_args__ = {"schema": "sales"}
+        id = Column(Integer, primary_key=True)
+
+    db.create_all()
+    with pytest.raises(ChrononautException, match=r"(public\.)?todo and sales\.todo"):
         db.as_of(now())
 
 

@@ -166,8 +166,8 @@ def open_past_session(engine: Engine, activity_class: type[Activity], at: dateti
     :param at: the moment; a naive datetime is taken to be UTC. A change made exactly
         at ``at`` is included.
     :raises InvalidArgumentError: ``at`` is not a datetime.
-    :raises ChrononautException: the activity table lacks the time-travel columns, a
-        versioned table is in an explicit schema, or the engine translates schemas.
+    :raises ChrononautException: the activity table lacks the time-travel columns, two
+        tables would have views of the same name, or the engine translates schemas.
     """
     if not isinstance(at, datetime):
         raise InvalidArgumentError(f"`at` must be a datetime, not {type(at).__name__}.")
@@ -177,12 +177,17 @@ def open_past_session(engine: Engine, activity_class: type[Activity], at: dateti
     tables = past_tables(
         mapper for mapper in registry.mappers if mapper.local_table.metadata is metadata
     )
-    in_schema = sorted(past.table.fullname for past in tables if past.table.schema is not None)
-    if in_schema:
-        raise ChrononautException(
-            "Past sessions read versioned tables through temporary views, which cannot "
-            f"stand in for tables in an explicit schema: {', '.join(in_schema)}."
-        )
+    schemas = sorted({past.table.schema for past in tables if past.table.schema is not None})
+    # The ORM names the tables of those schemas with the schema, which would pass the
+    # views by: the session reads them from the temporary schema instead, where the
+    # tables without history get views of their live rows.
+    with_history = {past.table for past in tables}
+    live = [
+        table
+        for table in metadata.tables.values()
+        if table.schema in schemas and table not in with_history
+    ]
+    _refuse_clashes(tables, live, metadata)
     if engine.get_execution_options().get("schema_translate_map"):
         # The schema names it adds would lead every statement past the views.
         raise ChrononautException(
@@ -195,30 +200,61 @@ def open_past_session(engine: Engine, activity_class: type[Activity], at: dateti
         # in a session of its own, whose savepoint must not come before the views.
         with Session(bind=connection, join_transaction_mode="create_savepoint") as checking:
             require_time_travel_columns(checking, activity)
-        connection.exec_driver_sql(_setup_script(tables, activity, connection.dialect, at))
-        session = PastSession(connection, at, metadata, [past.table.name for past in tables])
+        connection.exec_driver_sql(_setup_script(tables, live, activity, connection.dialect, at))
+        if schemas:
+            connection.execution_options(schema_translate_map=dict.fromkeys(schemas, "pg_temp"))
+        views = [past.table.name for past in tables] + [table.name for table in live]
+        session = PastSession(connection, at, metadata, views)
     except BaseException:
         connection.close()
         raise
     return session
 
 
-def _setup_script(tables: list[PastTable], activity: Table, dialect: Dialect, at: datetime) -> str:
-    """Return the statements that make the views of ``tables`` at ``at``, as one script.
+def _refuse_clashes(tables: list[PastTable], live: list[Table], metadata: MetaData) -> None:
+    """Refuse tables whose views would share one name in the temporary schema, or
+    shadow a table of the default schema.
+
+    :raises ChrononautException: two such tables have the same name.
+    """
+    with_history = {past.table for past in tables}
+    shadowed = [
+        table
+        for table in metadata.tables.values()
+        if table.schema is None and table not in with_history
+    ]
+    seen: dict[str, Table] = {}
+    for table in [*(past.table for past in tables), *live, *shadowed]:
+        other = seen.setdefault(table.name, table)
+        if other is not table:
+            raise ChrononautException(
+                f"A past session reads {other.fullname} and {table.fullname} from one "
+                "temporary schema, where their names clash; rename one of the tables."
+            )
+
+
+def _setup_script(
+    tables: list[PastTable], live: list[Table], activity: Table, dialect: Dialect, at: datetime
+) -> str:
+    """Return the statements that make the views of ``tables`` at ``at``, and of the
+    ``live`` tables as they are, as one script.
 
     Each view is made under a name of its own first: the SQL of a view must name the
     live tables, which the views shadow once they are renamed.
     """
-    quote = dialect.identifier_preparer.quote
+    preparer = dialect.identifier_preparer
     # ISO text of a datetime: digits, signs, colons and a "T", safe to inline.
     moment = f"SELECT set_config('{MOMENT_SETTING}', '{serialize_datetime(at)}', true)"
-    temporary = [f"chrononaut_past_{number}" for number in range(len(tables))]
+    bodies = [(past.table, view_sql(past, activity, dialect)) for past in tables] + [
+        (table, f"SELECT * FROM {preparer.format_table(table)}") for table in live
+    ]
+    temporary = [f"chrononaut_past_{number}" for number in range(len(bodies))]
     creates = [
-        f"CREATE TEMPORARY VIEW {name} AS {view_sql(past, activity, dialect)}"
-        for name, past in zip(temporary, tables, strict=True)
+        f"CREATE TEMPORARY VIEW {name} AS {body}"
+        for name, (_, body) in zip(temporary, bodies, strict=True)
     ]
     renames = [
-        f"ALTER VIEW pg_temp.{name} RENAME TO {quote(past.table.name)}"
-        for name, past in zip(temporary, tables, strict=True)
+        f"ALTER VIEW pg_temp.{name} RENAME TO {preparer.quote(table.name)}"
+        for name, (table, _) in zip(temporary, bodies, strict=True)
     ]
     return ";\n".join([*_SETUP, moment, *creates, *renames, _READ_ONLY])
