@@ -227,9 +227,10 @@ def _refuse_clashes(tables: list[PastTable], live: list[Table], metadata: MetaDa
     for table in [*(past.table for past in tables), *live, *shadowed]:
         other = seen.setdefault(table.name, table)
         if other is not table:
+            first, second = sorted((other.fullname, table.fullname))
             raise ChrononautException(
-                f"A past session reads {other.fullname} and {table.fullname} from one "
-                "temporary schema, where their names clash; rename one of the tables."
+                f"A past session reads {first} and {second} from one temporary schema, "
+                "where their names clash; rename one of the tables."
             )
 
 

@@ -79,7 +79,16 @@ def past_tables(mappers: Iterable[Mapper[Any]]) -> list[PastTable]:
         for table in mapper.tables:
             if isinstance(table, Table):
                 by_table.setdefault(table, []).append(mapper)
-    return [PastTable(table, tuple(found)) for table, found in by_table.items()]
+    # Registries keep their mappers in a set: sorted, the views and their SQL come out
+    # the same in every process.
+    return [
+        PastTable(table, tuple(sorted(found, key=_class_name)))
+        for table, found in sorted(by_table.items(), key=lambda item: item[0].fullname)
+    ]
+
+
+def _class_name(mapper: Mapper[Any]) -> str:
+    return f"{mapper.class_.__module__}.{mapper.class_.__qualname__}"
 
 
 #: The transaction-local setting the views read the moment from, so that the SQL of
