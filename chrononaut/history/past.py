@@ -5,9 +5,10 @@ a temporary view named like each versioned table (:mod:`~chrononaut.history.past
 stands in for the table: PostgreSQL looks unqualified relation names up in the
 session's temporary schema first, so every statement the ORM writes for the table
 (queries, ``get``, lazy and eager relationship loads) reads the view without being
-rewritten. The transaction is made read-only and rolled back when the session closes,
-which drops the views; the connection, and the application's own sessions, never see
-them.
+rewritten. Tables that the ORM names with a schema are read from the temporary schema
+as well (through ``schema_translate_map``). The transaction is made read-only and
+rolled back when the session closes, which drops the views; the connection, and the
+application's own sessions, never see them.
 """
 
 from __future__ import annotations
@@ -175,7 +176,9 @@ def open_past_session(engine: Engine, activity_class: type[Activity], at: dateti
     metadata = activity.metadata
     registry = inspect(activity_class).registry
     tables = past_tables(
-        mapper for mapper in registry.mappers if mapper.local_table.metadata is metadata
+        mapper
+        for mapper in registry.mappers
+        if getattr(mapper.local_table, "metadata", None) is metadata
     )
     schemas = sorted({past.table.schema for past in tables if past.table.schema is not None})
     # The ORM names the tables of those schemas with the schema, which would pass the
