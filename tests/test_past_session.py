@@ -852,3 +852,34 @@ def test_the_renamed_example_compares_the_moment_with_today(db, session, models,
     renamed = snippet("past_session_renamed").renamed_since(db, models.Author, before)
     assert renamed == {ann_id: ("Ann", "Ann Later")}
     assert bob_id not in renamed
+
+
+def test_the_documented_indexes_serve_lookups_in_a_past_session(db, session, models):
+    # A long history, written as the recorder writes it.
+    session.execute(
+        text(
+            "INSERT INTO chrononaut_activity (table_name, changed, version, key, data, operation) "
+            "SELECT 'book', now() - interval '1 day' + v * interval '1 second', v, "
+            "jsonb_build_object('id', i), "
+            "jsonb_build_object('title', 't' || i, 'author_id', i % 50, 'version', v), "
+            "CASE v WHEN 0 THEN 'insert' ELSE 'update' END "
+            "FROM generate_series(1, 2000) i, generate_series(0, 2) v"
+        )
+    )
+    session.execute(text((SNIPPETS / "past_session_index.sql").read_text()))
+    session.commit()
+    session.execute(text("ANALYZE chrononaut_activity"))
+    session.commit()
+
+    with db.as_of(now()) as past:
+        by_key = select(models.Book).where(models.Book.id == 7)
+        by_author = select(models.Book.id).where(models.Book.author_id == 3)
+        for statement, index in [
+            (by_key, "ix_chrononaut_activity_past_book_id"),
+            (by_author, "ix_chrononaut_activity_past_book_author_id"),
+        ]:
+            compiled = statement.compile(past.get_bind(), compile_kwargs={"literal_binds": True})
+            plan = "\n".join(past.execute(text(f"EXPLAIN {compiled}")).scalars())
+            assert index in plan
+        assert past.get(models.Book, 7).title == "t7"
+        assert len(past.scalars(by_author).all()) == 40
