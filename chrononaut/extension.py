@@ -15,8 +15,11 @@ from chrononaut.capture.session import VersionedSession
 from chrononaut.capture.undo_transaction import RevertedTransaction, revert_transaction
 from chrononaut.exceptions import InvalidArgumentError
 from chrononaut.history.activity import Activity, activity_factory
+from chrononaut.history.past import PastSession, open_past_session
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from flask import Flask
 
 #: The module of the ``flask chrononaut`` commands, imported when one of them runs.
@@ -96,6 +99,29 @@ class VersionedSQLAlchemy(SessionFactoryHook):
         .. versionadded:: 1.0
         """
         return revert_transaction(self.session(), self.Model, transaction_id)
+
+    def as_of(self, at: datetime) -> PastSession:
+        """Open a read-only session in which versioned models read as they were at ``at``.
+
+        Queries, ``get`` and relationship loads of :class:`~chrononaut.Versioned`
+        models return their state at that moment; other models read their live rows.
+        The session has its own connection and never touches :attr:`session`. See
+        :doc:`/past-session`.
+
+        .. versionadded:: 1.0
+
+        :param at: the moment; a naive datetime is taken to be UTC, and a change made
+            exactly at ``at`` is included.
+        :return: a :class:`~chrononaut.history.past.PastSession`; close it, or use it as
+            a context manager.
+        :raises InvalidArgumentError: ``at`` is not a datetime.
+        :raises ChrononautException: the activity table lacks the time-travel columns,
+            two tables would have views of the same name, or the engine has a
+            ``schema_translate_map``.
+        """
+        activity_table = self._activity_class.__table__
+        engine = self.engines[activity_table.metadata.info.get("bind_key")]
+        return open_past_session(engine, self._activity_class, at)
 
     def init_app(self, app: Flask) -> None:
         """Register the extension on ``app``, set the ``CHRONONAUT_*`` config defaults
