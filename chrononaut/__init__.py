@@ -9,6 +9,8 @@ from chrononaut.capture.session import VersionedSession
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import ChrononautException
 from chrononaut.extension import VersionedSQLAlchemy
+from chrononaut.maintenance.erasure import Erasure, allow_erasure, erase
+from chrononaut.maintenance.retention import Retention
 
 try:
     __version__ = version("chrononaut")
@@ -17,13 +19,17 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "ChrononautException",
+    "Erasure",
     "RecordChanges",
+    "Retention",
     "Versioned",
     "VersionedSQLAlchemy",
     "VersionedSession",
     "acting_as",
+    "allow_erasure",
     "append_change_info",
     "current_change_context",
+    "erase",
     "extra_change_info",
     "rationale",
     "resume_change_context",
