@@ -109,7 +109,7 @@ def erase(
     :param key: the object's primary key: ``{attribute: value}``, or the bare value
         for a one-column key.
     :param columns: the column attributes to erase; by default every value the
-        snapshots hold except ``version``. The key itself is never erased.
+        snapshots hold except ``version`` and the key, which is never erased.
     :param reason: why, recorded with the erasure.
     :return: the columns erased and the number of snapshots changed.
     :raises ChrononautException: no :func:`allow_erasure` block is open, or the object
@@ -134,7 +134,7 @@ def erase(
         # The one sanctioned way to change history rows; a fresh session, so that
         # nothing of the application's is flushed without being recorded.
         with suppress_versioning(allow_deleting_history=True):
-            erasure = _erase_rows(session, model, versioned.table_name, stored_key, wanted, reason)
+            erasure = _erase_rows(session, model, versioned, stored_key, wanted, reason)
             session.commit()
     finally:
         session.close()
@@ -144,11 +144,12 @@ def erase(
 def _erase_rows(
     session: Session,
     model: type[Versioned],
-    table_name: str,
+    versioned: VersionedColumns,
     key: dict[str, Any],
     wanted: frozenset[str] | None,
     reason: str,
 ) -> Erasure:
+    table_name = versioned.table_name
     table = activity_class_for(model).__table__
     c = table.c
     take_maintenance_lock(session)
@@ -164,7 +165,8 @@ def _erase_rows(
         )
     names = wanted
     if names is None:
-        names = frozenset(name for row in rows for name in row.data if name != VERSION_KEY)
+        kept = {VERSION_KEY, *versioned.primary_key}
+        names = frozenset(name for row in rows for name in row.data if name not in kept)
     marks = _value_numbers(rows, names)
     changes = [
         {"row_id": row.id, "names": sorted(row_marks), "marks": {**_marks_of(row), **row_marks}}
@@ -286,6 +288,7 @@ def _checked_columns(
             "`columns` must be a non-empty list of column attribute names, or None for all."
         )
     erasable = {*versioned.tracked, *versioned.hidden, *versioned.untracked}
+    erasable -= set(versioned.primary_key)
     for name in columns:
         if name not in erasable:
             raise InvalidArgumentError(
