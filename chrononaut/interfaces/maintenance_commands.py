@@ -86,8 +86,10 @@ def prune_command(dry_run: bool, batch_size: int, actor: str | None) -> None:
     with _acting(actor):
         try:
             report = prune(db, dry_run=True, batch_size=batch_size)
-            if not dry_run:
+            if not dry_run and report.rows:
                 report = _prune_with_progress(db, console, report.rows, batch_size)
+            elif not dry_run:
+                report = prune(db, batch_size=batch_size)
         except ChrononautException as error:
             raise click.ClickException(str(error)) from None
     _print_report(console, report)
