@@ -15,10 +15,11 @@ from flask.cli import with_appcontext
 
 from chrononaut.capture.acting import acting_as
 from chrononaut.exceptions import ChrononautException
+from chrononaut.history.retention import Retention
 from chrononaut.interfaces.text import format_key, parse_key, visible
 from chrononaut.interfaces.timeline import extension, versioned_model
 from chrononaut.maintenance.erasure import allow_erasure, erase
-from chrononaut.maintenance.retention import PruneReport, Retention, prune
+from chrononaut.maintenance.retention import PruneReport, prune
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -1,10 +1,11 @@
 """Retention: how long each model's history is kept, and the pruning that applies it.
 
-A model declares its rule as ``__chrononaut_retention__ = Retention(...)``; without
-one, everything is kept. :func:`prune` deletes what the rules let go, in short
-transactions of one batch each, and records that it ran as a row of the activity
-table (:data:`PRUNE_TABLE_NAME`). It never removes the row that holds an object's
-state at the cutoff, so that dated reads stay exact from then on.
+A model declares its rule as ``__chrononaut_retention__ = Retention(...)`` (see
+:mod:`chrononaut.history.retention`); without one, everything is kept. :func:`prune`
+deletes what the rules let go, in short transactions of one batch each, and records
+that it ran as a row of the activity table (:data:`PRUNE_TABLE_NAME`). It never
+removes the row that holds an object's state at the cutoff, so that dated reads stay
+exact from then on.
 ``docs/retention.rst`` tells the whole story.
 """
 
@@ -24,7 +25,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
-    event,
     exists,
     func,
     insert,
@@ -41,7 +41,7 @@ from sqlalchemy.orm import Mapper, Session
 from chrononaut.capture.change_info import active_extra_change_info
 from chrononaut.capture.guard import suppress_versioning
 from chrononaut.capture.versioned import Versioned
-from chrononaut.exceptions import ChrononautException, InvalidArgumentError
+from chrononaut.exceptions import InvalidArgumentError
 from chrononaut.history.activity import (
     INSERT,
     VERSION_KEY,
@@ -50,10 +50,8 @@ from chrononaut.history.activity import (
 )
 from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.lives import deleted_condition
+from chrononaut.history.retention import Retention, retention_of
 from chrononaut.history.serialization import UTC
-
-#: The class attribute that declares a model's :class:`Retention`.
-RETENTION_ATTRIBUTE = "__chrononaut_retention__"
 
 #: The ``table_name`` of the rows that record each prune. Their ``key`` is
 #: ``{"run": <start time, ISO 8601>}``, their ``data`` holds, under ``models``, for
@@ -72,84 +70,6 @@ def take_maintenance_lock(session: Session) -> None:
     """Wait for the other prunes and erasures to end their transactions; the lock is
     held until this session's transaction ends."""
     session.execute(select(func.pg_advisory_xact_lock(_MAINTENANCE_LOCK)))
-
-
-@dataclass(frozen=True)
-class Retention:
-    """How much of a model's history :func:`prune` keeps.
-
-    Each rule given keeps some rows; a row is removed only when none keeps it. For
-    each object (each key) the rows in the order they were recorded are considered:
-
-    :param versions: keep the newest ``versions`` rows of each object (at least 1).
-    :param days: keep the rows changed in the last ``days`` days (at least 1), and
-        the newest row before that, which holds the object's state at the cutoff.
-    :param keep_deletes: keep every row that records a delete, and the row that
-        starts an object's next life after a delete the row does not say is one.
-    :raises InvalidArgumentError: a number is not a positive integer, ``keep_deletes``
-        is not a bool, or neither ``versions`` nor ``days`` is given.
-    """
-
-    versions: int | None = None
-    days: int | None = None
-    keep_deletes: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("versions", "days"):
-            value = getattr(self, name)
-            if value is not None and (type(value) is not int or value < 1):
-                raise InvalidArgumentError(
-                    f"Retention({name}=...) must be a positive integer, not {value!r}."
-                )
-        if not isinstance(self.keep_deletes, bool):
-            raise InvalidArgumentError(
-                f"Retention(keep_deletes=...) must be True or False, not {self.keep_deletes!r}."
-            )
-        if self.versions is None and self.days is None:
-            raise InvalidArgumentError(
-                "A Retention keeps everything without `versions` or `days`: give one, "
-                "or declare no retention at all."
-            )
-
-    def as_json(self) -> dict[str, Any]:
-        """The rule as the prune record stores it."""
-        return {"versions": self.versions, "days": self.days, "keep_deletes": self.keep_deletes}
-
-
-def retention_of(model: type[Any]) -> Retention | None:
-    """Return the retention ``model`` declares, ``None`` to keep everything."""
-    retention: Retention | None = getattr(model, RETENTION_ATTRIBUTE, None)
-    return retention
-
-
-def check_retention(mapper: Mapper[Any], class_: type[Any]) -> None:
-    """``after_mapper_constructed`` listener of versioned models: refuse a retention
-    declaration :func:`prune` could not apply.
-
-    :raises ChrononautException: ``__chrononaut_retention__`` is not a
-        :class:`Retention` (or ``None``), or a single-table subclass declares another
-        rule than the class whose table it shares: their rows cannot be told apart.
-    """
-    declared = getattr(class_, RETENTION_ATTRIBUTE, None)
-    if declared is not None and not isinstance(declared, Retention):
-        raise ChrononautException(
-            f"{class_.__name__}.{RETENTION_ATTRIBUTE} must be a chrononaut.Retention, "
-            f"such as Retention(days=90), or None; not {declared!r}."
-        )
-    parent = mapper.inherits
-    if parent is None or parent.local_table is not mapper.local_table:
-        return
-    if retention_of(parent.class_) != declared:
-        raise ChrononautException(
-            f"{class_.__name__} shares the table of {parent.class_.__name__}, so their "
-            f"history rows are one: it cannot declare another {RETENTION_ATTRIBUTE}."
-        )
-
-
-# Registered when ``chrononaut`` is imported, which is before any model can subclass
-# Versioned; the check is the mapper's own, like ``check_declaration``.
-if not event.contains(Versioned, "after_mapper_constructed", check_retention):
-    event.listen(Versioned, "after_mapper_constructed", check_retention, propagate=True)
 
 
 @dataclass
