@@ -439,3 +439,56 @@ def test_the_prune_command_without_rules(app, db, session, models):
     result = cli_runner(app)("prune")
     assert result.exit_code == 0
     assert result.output == "No model declares a retention rule: nothing to prune.\n"
+
+
+def test_writers_never_wait_for_a_batch_in_progress(app, db, session, models, database_url):
+    declare(models.Todo, Retention(versions=1))
+    todo = todo_with_versions(session, models, 3)
+    oldest = todo.versions()[0].chrononaut_activity_id
+    other = create_engine(database_url)
+    blocker, watcher = other.connect(), other.connect()
+    outcome = {}
+
+    def run(name, work):
+        with app.app_context():
+            try:
+                outcome[name] = work()
+            except BaseException as error:
+                outcome[name] = error
+            finally:
+                db.session.remove()
+
+    def write():
+        mine = db.session.get(models.Todo, todo.id)
+        mine.title = "written during the batch"
+        db.session.commit()
+        return "committed"
+
+    try:
+        # Holding one row the batch deletes keeps the batch's transaction open.
+        blocker.execute(
+            text("SELECT id FROM chrononaut_activity WHERE id = :id FOR UPDATE"), {"id": oldest}
+        )
+        pruning = threading.Thread(target=run, args=("prune", lambda: prune(db).rows))
+        pruning.start()
+        waiting = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query LIKE '%DELETE FROM chrononaut_activity%'"
+        )
+        deadline = datetime.now(UTC) + timedelta(seconds=60)
+        while not watcher.scalar(waiting):
+            assert datetime.now(UTC) < deadline, "the prune never reached its DELETE"
+            watcher.rollback()
+        writing = threading.Thread(target=run, args=("write", write))
+        writing.start()
+        writing.join(timeout=60)
+        assert outcome.get("write") == "committed"
+    finally:
+        blocker.rollback()
+        pruning.join(timeout=60)
+        blocker.close()
+        watcher.close()
+        other.dispose()
+    assert outcome["prune"] == 2
+    session.expire_all()
+    assert titles(todo) == ["v2", "written during the batch"]
