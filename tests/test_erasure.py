@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -239,8 +240,14 @@ def test_no_page_and_no_command_shows_an_erased_value(app, db, session, models):
         assert not any(value in output for value in values for output in shown)
     object_page, history_table, history_json = shown[0], shown[3], shown[4]
     assert "(erased)" in object_page and "(erased)" in history_table
-    changes = [version["changes"] for version in json.loads(history_json)["versions"]]
-    assert changes[1] == {"text": {"before": "(erased)", "after": "(erased)"}}
+    versions = json.loads(history_json)["versions"]
+    assert versions[1]["changes"] == {"text": {"before": "(erased)", "after": "(erased)"}}
+    assert [(v["state"]["title"], v["state"]["text"]) for v in versions] == [
+        ("(erased)", "(erased)")
+    ] * 3
+    states = re.findall(r'<table class="state">(.*?)</table>', object_page, re.DOTALL)
+    assert len(states) == 3
+    assert all(re.search(r"title.*?\(erased\)", state, re.DOTALL) for state in states)
 
 
 def test_the_erase_command(app, db, session, models):
