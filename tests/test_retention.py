@@ -492,3 +492,24 @@ def test_writers_never_wait_for_a_batch_in_progress(app, db, session, models, da
     assert outcome["prune"] == 2
     session.expire_all()
     assert titles(todo) == ["v2", "written during the batch"]
+
+
+def test_changes_made_by_the_progress_callback_are_recorded(db, session, models):
+    declare(models.Todo, Retention(versions=1))
+    todos = [todo_with_versions(session, models, 2) for _ in range(2)]
+
+    def edit(entry, rows):
+        todos[0].title = f"edited after {entry.rows}"
+        session.commit()
+
+    assert prune(db, batch_size=1, progress=edit).rows == 3
+    session.expire_all()
+    # Each edit was recorded, and the prune, which considers only the rows there when
+    # it started, removed none of them: it ends although each edit makes the row
+    # before it removable.
+    assert [(s.chrononaut_version, s.title) for s in todos[0].versions()] == [
+        (2, "edited after 1"),
+        (3, "edited after 2"),
+        (4, "edited after 3"),
+    ]
+    assert titles(todos[1]) == ["v1"]

@@ -132,8 +132,9 @@ def prune(
 
     Each batch of at most ``batch_size`` rows is deleted and committed in a
     transaction of its own, on a session of its own, so that no lock is held for long
-    and the application's session is not touched; changes recorded meanwhile are never
-    removed by it. Rows of models without a rule are not touched. When done, a row of
+    and the application's session is not touched. Only rows already there when it
+    reaches a model are considered; changes recorded meanwhile are never removed by
+    it. Rows of models without a rule are not touched. When done, a row of
     :data:`PRUNE_TABLE_NAME` records who ran it (as changes record it: the
     Flask-Login user or the :func:`~chrononaut.acting_as` actor), when, and each
     model's rule, cutoff and rows removed. A prune interrupted midway records nothing;
@@ -151,18 +152,16 @@ def prune(
     if type(batch_size) is not int or batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be a positive integer, not {batch_size!r}.")
     report = PruneReport(started=datetime.now(UTC), dry_run=dry_run)
+    # A session of its own, so that nothing of the application's is flushed by it.
     session: Session = db.session.session_factory()
     try:
-        # The one sanctioned way to delete history rows; a session of its own, so that
-        # nothing of the application's is flushed without being recorded.
-        with suppress_versioning(allow_deleting_history=True):
-            for model, retention in _models_with_rules(db):
-                entry = PrunedModel(model, retention, _cutoff(retention, report.started))
-                report.models.append(entry)
-                _prune_model(session, entry, dry_run, batch_size, progress)
-            if not dry_run:
-                _record(session, db.activity_cls.__table__, report)
-                session.commit()
+        for model, retention in _models_with_rules(db):
+            entry = PrunedModel(model, retention, _cutoff(retention, report.started))
+            report.models.append(entry)
+            _prune_model(session, entry, dry_run, batch_size, progress)
+        if not dry_run:
+            _record(session, db.activity_cls.__table__, report)
+            session.commit()
     finally:
         session.close()
     return report
@@ -197,13 +196,20 @@ def _prune_model(
     table = activity_class_for(entry.model).__table__
     require_time_travel_columns(session, table)
     first, following = _batch_statements(table, entry, dry_run)
-    parameters: dict[str, Any] = {"batch_size": batch_size}
+    # Only rows that were there when the model's turn came: a steady stream of new
+    # versions keeps making older rows removable, and must not keep the prune going.
+    newest_id = session.scalar(select(func.max(table.c.id)))
+    session.commit()
+    parameters: dict[str, Any] = {"batch_size": batch_size, "newest_id": newest_id or 0}
     statement = first
     while True:
-        if not dry_run:
-            take_maintenance_lock(session)
-        last = session.execute(statement, parameters).one_or_none()
-        session.commit()
+        # The one sanctioned way to delete history rows, open for one batch at a time:
+        # the progress callback, which may be the application's code, runs outside it.
+        with suppress_versioning(allow_deleting_history=True):
+            if not dry_run:
+                take_maintenance_lock(session)
+            last = session.execute(statement, parameters).one_or_none()
+            session.commit()
         if last is None:
             return
         entry.rows += last.removed
@@ -228,7 +234,11 @@ def _batch_statements(table: Table, entry: PrunedModel, dry_run: bool) -> tuple[
     table_name = VersionedColumns.of(mapper).table_name
     candidates = (
         select(rows.c.id, rows.c.key, rows.c.changed)
-        .where(rows.c.table_name == table_name, _removable(rows, table, entry, mapper))
+        .where(
+            rows.c.table_name == table_name,
+            rows.c.id <= bindparam("newest_id", type_=BigInteger),
+            _removable(rows, table, entry, mapper),
+        )
         .order_by(rows.c.key, rows.c.changed, rows.c.id)
         .limit(bindparam("batch_size"))
     )
