@@ -64,9 +64,8 @@ class HistorySnapshot:
     :class:`~chrononaut.exceptions.HiddenAttributeError`, an untracked one
     :class:`~chrononaut.exceptions.UntrackedAttributeError`, one whose values
     :func:`chrononaut.erase` removed :class:`~chrononaut.exceptions.ErasedAttributeError`.
-    Values are the JSON values
-    stored (datetimes as ISO text); :meth:`typed_data` and :meth:`reify` give them
-    back as the column types.
+    Values are the JSON values stored (datetimes as ISO text); :meth:`typed_data` and
+    :meth:`reify` give them back as the column types.
 
     Everything else a snapshot knows is read through the ``chrononaut_``-prefixed
     accessors, a prefix versioned models may not use for attributes of their own, so
