@@ -513,3 +513,21 @@ def test_changes_made_by_the_progress_callback_are_recorded(db, session, models)
         (4, "edited after 3"),
     ]
     assert titles(todos[1]) == ["v1"]
+
+
+def test_inherited_rules_apply_to_each_table_of_a_hierarchy(db, session, models):
+    declare(models.Animal, Retention(versions=1))
+    pets = [models.Dog(name="rex", breed="collie"), models.Cat(name="tom", indoor=True)]
+    session.add_all(pets)
+    session.commit()
+    for number in (1, 2):
+        for pet in pets:
+            pet.name = f"{pet.name} {number}"
+        session.commit()
+    report = prune(db)
+    assert [(entry.model, entry.rows) for entry in report.models] == [
+        (models.Animal, 2),
+        (models.Dog, 2),
+    ]
+    session.expire_all()
+    assert [[s.name for s in pet.versions()] for pet in pets] == [["rex 1 2"], ["tom 1 2"]]
