@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -325,3 +326,47 @@ def test_erasure_holds_for_any_values(app, db, session, models):
                 assert older.diff(newer).get("title") == ((ERASED, ERASED) if differ else None)
 
     erased_everywhere()
+
+
+def test_a_change_recorded_during_an_erasure_keeps_the_live_value(app, db, session, models):
+    todo = three_versions(session, models)
+    todo_id = todo.id
+    flushed, erased = threading.Event(), threading.Event()
+    outcome = {}
+
+    def writer():
+        # Its transaction records a version and stays open over the erasure.
+        with app.app_context():
+            try:
+                mine = db.session.get(models.Todo, todo_id)
+                mine.text = "written meanwhile"
+                db.session.flush()
+                flushed.set()
+                assert erased.wait(timeout=60)
+                db.session.commit()
+                outcome["write"] = "committed"
+            except BaseException as error:
+                outcome["write"] = error
+                flushed.set()
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert flushed.wait(timeout=60)
+    try:
+        with allow_erasure():
+            erasure = erase(models.Todo, todo_id, ["title"], reason="during a write")
+    finally:
+        erased.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive() and outcome["write"] == "committed"
+    assert erasure.snapshots == 3
+    session.expire_all()
+    newest = todo.versions()[-1]
+    # The erasure saw the rows committed before it; the new one holds the live row's title.
+    assert (newest.chrononaut_version, newest.title, newest.text) == (
+        3,
+        TITLES[2],
+        "written meanwhile",
+    )
