@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import textwrap
 import threading
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -531,3 +533,14 @@ def test_inherited_rules_apply_to_each_table_of_a_hierarchy(db, session, models)
     ]
     session.expire_all()
     assert [[s.name for s in pet.versions()] for pet in pets] == [["rex 1 2"], ["tom 1 2"]]
+
+
+def test_the_documented_declaration(db):
+    page = (Path(__file__).parent.parent / "docs" / "retention.rst").read_text()
+    lines = page.split(".. code-block:: python\n\n", 1)[1].splitlines()
+    end = next(n for n, line in enumerate(lines) if line and not line.startswith(" "))
+    namespace = {"db": db}
+    exec(textwrap.dedent("\n".join(lines[:end])), namespace)
+    assert namespace["Order"].__chrononaut_retention__ == Retention(
+        versions=5, days=90, keep_deletes=True
+    )
