@@ -370,3 +370,19 @@ def test_a_change_recorded_during_an_erasure_keeps_the_live_value(app, db, sessi
         TITLES[2],
         "written meanwhile",
     )
+
+
+def test_an_activity_table_without_operations(db, session, models):
+    todo = three_versions(session, models)
+    session.execute(text("ALTER TABLE chrononaut_activity DROP COLUMN operation"))
+    session.execute(text("ALTER TABLE chrononaut_activity DROP COLUMN transaction_id"))
+    session.commit()
+    db.engine.dispose()
+    with allow_erasure():
+        assert erase(models.Todo, todo.id, ["title"], reason="old table").snapshots == 3
+    assert not any(title in activity_text(session) for title in TITLES)
+    record = session.execute(
+        text("SELECT version, data FROM chrononaut_activity WHERE table_name = :t"),
+        {"t": ERASURE_TABLE_NAME},
+    ).one()
+    assert (record.version, record.data["columns"]) == (0, ["title"])

@@ -544,3 +544,15 @@ def test_the_documented_declaration(db):
     assert namespace["Order"].__chrononaut_retention__ == Retention(
         versions=5, days=90, keep_deletes=True
     )
+
+
+def test_an_activity_table_without_operations_is_refused_with_the_migration(db, session, models):
+    declare(models.Todo, Retention(versions=1))
+    todo_with_versions(session, models, 3)
+    session.execute(text("ALTER TABLE chrononaut_activity DROP COLUMN operation"))
+    session.execute(text("ALTER TABLE chrononaut_activity DROP COLUMN transaction_id"))
+    session.commit()
+    db.engine.dispose()
+    with pytest.raises(ChrononautException, match=r"no operation or transaction_id column"):
+        prune(db)
+    assert row_count(db, session) == 3
