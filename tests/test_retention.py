@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy import String, create_engine, func, select, text, update
+from sqlalchemy.orm import Mapped, mapped_column
 
 from chrononaut import Retention, Versioned, acting_as
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError, ProtectedHistoryError
@@ -369,21 +370,31 @@ def test_versions_committed_between_batches_are_kept(app, db, session, models):
         assert len(titles(todo)) == 2
 
 
-def test_declarations_are_checked_when_the_model_is_mapped(db):
+@pytest.mark.parametrize("style", ["classic", "typed"])
+def test_declarations_are_checked_when_the_model_is_mapped(db, style):
+    def key_column():
+        if style == "classic":
+            return db.Column(db.Integer, primary_key=True)
+        return mapped_column(primary_key=True)
+
     with pytest.raises(ChrononautException, match=r"Loose.__chrononaut_retention__ must be"):
 
         class Loose(db.Model, Versioned):
             __tablename__ = "loose"
             __chrononaut_retention__ = {"days": 30}
-            id = db.Column(db.Integer, primary_key=True)
+            id: Mapped[int] = key_column()
 
     class Base(db.Model, Versioned):
         __tablename__ = "base"
         __chrononaut_retention__ = Retention(days=30)
-        id = db.Column(db.Integer, primary_key=True)
-        kind = db.Column(db.String(10))
-        __mapper_args__ = {"polymorphic_on": kind, "polymorphic_identity": "base"}
+        id: Mapped[int] = key_column()
+        kind: Mapped[str] = mapped_column(String(10))
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "base"}
 
+    class Same(Base):
+        __mapper_args__ = {"polymorphic_identity": "same"}
+
+    assert Same.__chrononaut_retention__ == Retention(days=30)
     with pytest.raises(ChrononautException, match="Single shares the table of Base"):
 
         class Single(Base):
