@@ -32,6 +32,11 @@ class HiddenAttributeError(ChrononautException, AttributeError):
     its values are never stored."""
 
 
+class ErasedAttributeError(ChrononautException, AttributeError):
+    """The attribute's values were erased from this object's history with
+    :func:`~chrononaut.erase`: the snapshot knows the value existed, not what it was."""
+
+
 class UnrecordedWriteError(ChrononautException):
     """A bulk statement or bulk session method would change a versioned table without
     recording history.

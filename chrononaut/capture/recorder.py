@@ -73,6 +73,7 @@ from chrononaut.history.activity import (
     has_time_travel_columns,
 )
 from chrononaut.history.columns import VersionedColumns, check_declaration, mark_versioned_table
+from chrononaut.history.retention import check_retention
 from chrononaut.history.serialization import UTC
 
 _FLUSH_KEY = "chrononaut.flush"
@@ -179,6 +180,7 @@ def _require_change_info(record: FlushRecord, target: object) -> None:
 
 def _mapped_versioned(mapper: Mapper[Any], class_: type[Any]) -> None:
     check_declaration(mapper)
+    check_retention(mapper)
     table = mapper.local_table
     if isinstance(table, Table):
         mark_versioned_table(table)

@@ -13,6 +13,7 @@ from chrononaut._compat import new_instance
 from chrononaut.exceptions import (
     ChrononautException,
     ChrononautRelationshipError,
+    ErasedAttributeError,
     HiddenAttributeError,
     InvalidArgumentError,
     UntrackedAttributeError,
@@ -20,6 +21,26 @@ from chrononaut.exceptions import (
 from chrononaut.history.activity import HIDDEN_COLUMNS_CHANGED_KEY, VERSION_KEY
 from chrononaut.history.columns import HIDDEN_ATTRIBUTE, UNTRACKED_ATTRIBUTE, VersionedColumns
 from chrononaut.history.serialization import deserialize_value
+
+#: The key of ``extra_info`` under which :func:`chrononaut.erase` notes the columns whose
+#: values it removed from a row: ``{column: n}``, where ``n`` numbers the distinct
+#: values the column had in the object's history (0 for the first), so that a diff
+#: still tells whether an erased value changed without knowing it.
+ERASED_COLUMNS_KEY = "erased_cols"
+
+
+class Erased(str):
+    """The type of :data:`ERASED`. It is a string, so that every view that prints
+    values prints it as ``(erased)``; compare with ``is ERASED``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ERASED"
+
+
+#: Stands in diffs for a value :func:`chrononaut.erase` removed.
+ERASED = Erased("(erased)")
 
 
 def _loaded(activity: Any, name: str) -> Any:
@@ -41,9 +62,10 @@ class HistorySnapshot:
     Tracked column values read as attributes (``snapshot.title``); ``version`` is the
     version the object had in that state. Reading a hidden column raises
     :class:`~chrononaut.exceptions.HiddenAttributeError`, an untracked one
-    :class:`~chrononaut.exceptions.UntrackedAttributeError`. Values are the JSON values
-    stored (datetimes as ISO text); :meth:`typed_data` and :meth:`reify` give them
-    back as the column types.
+    :class:`~chrononaut.exceptions.UntrackedAttributeError`, one whose values
+    :func:`chrononaut.erase` removed :class:`~chrononaut.exceptions.ErasedAttributeError`.
+    Values are the JSON values stored (datetimes as ISO text); :meth:`typed_data` and
+    :meth:`reify` give them back as the column types.
 
     Everything else a snapshot knows is read through the ``chrononaut_``-prefixed
     accessors, a prefix versioned models may not use for attributes of their own, so
@@ -193,6 +215,8 @@ class HistorySnapshot:
         model = object.__getattribute__(self, "_model")
         if name in getattr(model, HIDDEN_ATTRIBUTE, ()) or name in hidden_changes_of(self):
             raise HiddenAttributeError(f"{name!r} is a hidden column: its values are not stored.")
+        if name in erased_columns_of(self):
+            raise ErasedAttributeError(f"{name!r} was erased from this object's history.")
         if name in getattr(model, UNTRACKED_ATTRIBUTE, ()):
             raise UntrackedAttributeError(f"{name!r} is an untracked column.")
         if model is not None:
@@ -314,6 +338,22 @@ def hidden_changes_of(snapshot: HistorySnapshot) -> tuple[str, ...]:
     )
 
 
+def erased_columns_of(snapshot: HistorySnapshot) -> dict[str, int]:
+    """Return ``{column: n}`` of the columns :func:`chrononaut.erase` removed from
+    ``snapshot``'s row (see :data:`ERASED_COLUMNS_KEY`).
+
+    Only names whose value the row does not store count, so that a key of that name
+    in an application's own change info cannot hide a stored value.
+    """
+    marks = snapshot.chrononaut_extra_info.get(ERASED_COLUMNS_KEY)
+    if not isinstance(marks, dict):
+        return {}
+    stored = snapshot.chrononaut_data
+    return {
+        name: number for name, number in marks.items() if name not in stored and type(number) is int
+    }
+
+
 def changes_between(
     older: HistorySnapshot | None, newer: HistorySnapshot
 ) -> dict[str, tuple[Any, Any]]:
@@ -321,15 +361,29 @@ def changes_between(
 
     With no ``older`` snapshot every stored column is new, ``None`` before, even one
     whose value is ``None``. A column stored on one side only counts as ``None`` on the
-    other. ``version`` is left out.
+    other. ``version`` is left out. An erased value is :data:`ERASED`; two erased
+    values differ when they were different values before the erasure.
     """
     after = newer.chrononaut_data
+    erased_after = erased_columns_of(newer)
     if older is None:
-        return {column: (None, value) for column, value in after.items() if column != VERSION_KEY}
+        changes: dict[str, tuple[Any, Any]] = {
+            column: (None, value) for column, value in after.items() if column != VERSION_KEY
+        }
+        changes.update((column, (None, ERASED)) for column in erased_after)
+        return changes
     before = older.chrononaut_data
+    erased_before = erased_columns_of(older)
     changes = {}
-    for column in (*before, *(name for name in after if name not in before)):
+    for column in dict.fromkeys([*before, *after, *erased_before, *erased_after]):
         if column == VERSION_KEY:
+            continue
+        if column in erased_before or column in erased_after:
+            if erased_before.get(column, -1) != erased_after.get(column, -1):
+                changes[column] = (
+                    ERASED if column in erased_before else before.get(column),
+                    ERASED if column in erased_after else after.get(column),
+                )
             continue
         old, new = before.get(column), after.get(column)
         if old != new:

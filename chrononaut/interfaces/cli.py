@@ -30,6 +30,7 @@ from chrononaut.interfaces.export import (
     history_rows,
     timeline_document,
 )
+from chrononaut.interfaces.maintenance_commands import erase_command, prune_command
 from chrononaut.interfaces.text import (
     MAX_ROWS,
     format_key,
@@ -314,3 +315,8 @@ def convert_command(model_name: str, chunk: int) -> None:
         click.echo(
             f"{name} has a table of its own: convert it with `flask chrononaut convert {name}`."
         )
+
+
+# The commands that remove history on purpose live in a module of their own.
+chrononaut_cli.add_command(prune_command)
+chrononaut_cli.add_command(erase_command)

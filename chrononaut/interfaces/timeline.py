@@ -52,7 +52,12 @@ from chrononaut.history.activity import (
 from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.lives import deleted_condition, operation_of
 from chrononaut.history.reads import hidden_changes_of, object_history
-from chrononaut.history.snapshot import HistorySnapshot, changes_between
+from chrononaut.history.snapshot import (
+    ERASED,
+    HistorySnapshot,
+    changes_between,
+    erased_columns_of,
+)
 from chrononaut.interfaces.text import utc
 
 if TYPE_CHECKING:
@@ -179,11 +184,16 @@ class TimelineEntry:
 
     @property
     def state(self) -> dict[str, Any]:
-        """Every tracked value of this version, hidden columns left out."""
+        """Every tracked value of this version, hidden columns left out, erased ones as
+        :data:`~chrononaut.history.snapshot.ERASED`."""
         hidden = hidden_columns(self.snapshot.chrononaut_model)
+        stored = {
+            **self.snapshot.chrononaut_data,
+            **dict.fromkeys(erased_columns_of(self.snapshot), ERASED),
+        }
         return {
             column: value
-            for column, value in self.snapshot.chrononaut_data.items()
+            for column, value in stored.items()
             if column != VERSION_KEY and column not in hidden
         }
 
