@@ -1,5 +1,6 @@
-"""Dated reads of whole models: every object of a model as it was at one time, and the
-changes of a window of time, as selectables to query with ``select()``.
+"""Dated reads of whole models: every object of a model as it was at one time
+(:func:`as_of`), and the changes of a window of time (:func:`changed_between`), as
+selectables to query with ``select()``.
 
 Snapshots store each value as JSON (:mod:`chrononaut.history.serialization`);
 :func:`stored_value` reads one back in SQL as the type of its column, so that the
@@ -11,26 +12,293 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
+    DateTime,
     Integer,
+    Subquery,
     Text,
     TypeDecorator,
     case,
     cast,
     column,
+    extract,
     func,
+    inspect,
     literal,
     literal_column,
     select,
+    true,
     type_coerce,
     types,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, array
+from sqlalchemy.orm import Mapper
+from sqlalchemy.sql import operators
 
-from chrononaut.history.serialization import ESCAPE_MARK, deserialize_value
+from chrononaut.exceptions import InvalidArgumentError
+from chrononaut.history.activity import (
+    DELETE,
+    INSERT,
+    UPDATE,
+    VERSION_KEY,
+    activity_class_for,
+    require_time_travel_columns,
+)
+from chrononaut.history.columns import VersionedColumns
+from chrononaut.history.lives import deleted_condition
+from chrononaut.history.serialization import (
+    ESCAPE_MARK,
+    UTC,
+    as_utc,
+    deserialize_value,
+    serialize_value,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+#: The names of the history columns of the selectables. Versioned models may not use
+#: the ``chrononaut_`` prefix, so these never collide with a model's attributes.
+CHANGED = "chrononaut_changed"
+OPERATION = "chrononaut_operation"
+USER_INFO = "chrononaut_user_info"
+EXTRA_INFO = "chrononaut_extra_info"
+
+
+def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
+    """Return every object of ``model`` as it was at ``at``, as a named subquery.
+
+    It has one column per key attribute and per tracked attribute of the model, named
+    as the attribute and typed as its column (see :func:`stored_value`), plus
+    ``version`` and :data:`CHANGED` (when that state was recorded). Hidden and
+    untracked attributes are not columns of it: their values of the past are unknown.
+    Each object that existed at ``at`` is one row, in its newest state changed at or
+    before ``at``; objects made later, or whose newest row by then is their delete, are
+    absent. The objects of the model's subclasses are included, as ``select(model)``
+    includes them.
+
+    The newest row of each object is found by one pass over the activity index, in
+    key order, so that a page in key order reads only what it shows. For a model
+    with a one-column integer or text key, that column is the stored key in SQL: a
+    filter on it, or ordering by it, uses the index (see :class:`StoredKey`).
+
+    :param session: the session whose database tells whether the activity table has
+        the columns of time travel.
+    :param at: the point in time; a naive datetime is taken to be UTC.
+    :raises InvalidArgumentError: ``at`` is not a datetime.
+    :raises ChrononautException: the activity table lacks the columns of time travel.
+    """
+    if not isinstance(at, datetime):
+        raise InvalidArgumentError(f"as_of() takes a datetime, not {type(at).__name__}: {at!r}.")
+    mapper: Mapper[Any] = inspect(model)
+    activity = activity_class_for(model).__table__
+    require_time_travel_columns(session, activity)
+    rows = activity.alias("chrononaut_rows")
+    # The newest (changed, id) of each key: both are timestamps in the array, so that
+    # one max() picks the newest row, the id breaking ties of changed. The id is a
+    # count of microseconds after the epoch, exact up to 2**53.
+    newest = (
+        select(
+            rows.c.table_name,
+            rows.c.key,
+            func.max(array([rows.c.changed, _EPOCH + rows.c.id * _MICROSECOND])).label("newest"),
+        )
+        .where(rows.c.table_name.in_(_table_names(mapper)), rows.c.changed <= as_utc(at))
+        .group_by(rows.c.table_name, rows.c.key)
+        .subquery("chrononaut_newest")
+    )
+    newest_id = cast(extract("epoch", newest.c.newest[2] - _EPOCH) * 1_000_000, BigInteger)
+    state = activity.alias("chrononaut_state")
+    columns = VersionedColumns.of(mapper)
+    key_columns = _key_columns(mapper, newest.c.key)
+    values = [
+        stored_value(state.c.data[name], mapper.columns[name].type).label(name)
+        for name in columns.tracked
+        if name not in key_columns
+    ]
+    return (
+        select(
+            *(value.label(name) for name, value in key_columns.items()),
+            *values,
+            state.c.version.label(VERSION_KEY),
+            state.c.changed.label(CHANGED),
+        )
+        .select_from(newest.join(state, state.c.id == newest_id))
+        .where(~deleted_condition(state, activity, mapper), _of_subclasses(mapper, state))
+        .subquery(f"{mapper.local_table.name}_as_of")  # type: ignore[attr-defined]
+    )
+
+
+def changed_between(model: type[Any], session: Session, start: datetime, end: datetime) -> Subquery:
+    """Return the changes of the objects of ``model`` recorded after ``start`` and up to
+    ``end`` included, as a named subquery: one row per recorded change.
+
+    The window is ``start < changed <= end``, so that the state :func:`as_of` gives at
+    ``start``, with these changes applied, is its state at ``end``, and consecutive
+    windows never count a change twice.
+
+    Its columns: the key attributes (typed as in :func:`as_of`), ``version`` (the
+    object's version after the change), :data:`OPERATION` (``"insert"``, ``"update"``
+    or ``"delete"``; for rows recorded without one, the rule of
+    :mod:`chrononaut.history.lives`), :data:`CHANGED`, :data:`USER_INFO` and
+    :data:`EXTRA_INFO` (the JSON of who and why).
+
+    :raises InvalidArgumentError: ``start`` or ``end`` is not a datetime, or ``end`` is
+        before ``start``.
+    :raises ChrononautException: the activity table lacks the columns of time travel.
+    """
+    if not (isinstance(start, datetime) and isinstance(end, datetime)):
+        raise InvalidArgumentError("changed_between() takes two datetimes.")
+    if as_utc(end) < as_utc(start):
+        raise InvalidArgumentError(f"The window ends ({end}) before it starts ({start}).")
+    mapper: Mapper[Any] = inspect(model)
+    activity = activity_class_for(model).__table__
+    require_time_travel_columns(session, activity)
+    rows = activity.alias("chrononaut_rows")
+    operation = case(
+        (rows.c.operation.is_not(None), rows.c.operation),
+        (rows.c.version == 0, INSERT),
+        (deleted_condition(rows, activity, mapper), DELETE),
+        else_=UPDATE,
+    )
+    key_columns = _key_columns(mapper, rows.c.key)
+    return (
+        select(
+            *(value.label(name) for name, value in key_columns.items()),
+            rows.c.version.label(VERSION_KEY),
+            operation.label(OPERATION),
+            rows.c.changed.label(CHANGED),
+            rows.c.user_info.label(USER_INFO),
+            rows.c.extra_info.label(EXTRA_INFO),
+        )
+        .where(
+            rows.c.table_name.in_(_table_names(mapper)),
+            rows.c.changed > as_utc(start),
+            rows.c.changed <= as_utc(end),
+            _of_subclasses(mapper, rows),
+        )
+        .subquery(f"{mapper.local_table.name}_changes")  # type: ignore[attr-defined]
+    )
+
+
+_EPOCH = literal(datetime(1970, 1, 1, tzinfo=UTC), DateTime(timezone=True))
+_MICROSECOND = literal(timedelta(microseconds=1), types.Interval())
+
+
+def _table_names(mapper: Mapper[Any]) -> list[str]:
+    """The activity ``table_name`` of the model and of its subclasses."""
+    names = {VersionedColumns.of(sub).table_name: None for sub in mapper.self_and_descendants}
+    return list(names)
+
+
+def _of_subclasses(mapper: Mapper[Any], rows: Any) -> ColumnElement[bool]:
+    """The condition that a row is of ``mapper`` or a subclass: needed where classes
+    share their table (single-table inheritance), told apart by the discriminator."""
+    discriminator = mapper.polymorphic_on
+    if not mapper.single or discriminator is None:
+        return true()
+    name = mapper.get_property_by_column(discriminator).key
+    identities = [
+        sub.polymorphic_identity
+        for sub in mapper.self_and_descendants
+        if sub.local_table is mapper.local_table
+    ]
+    return stored_value(rows.c.data[name], discriminator.type).in_(identities)
+
+
+def _key_columns(mapper: Mapper[Any], key: ColumnElement[Any]) -> dict[str, ColumnElement[Any]]:
+    """The typed key attributes read from a ``key`` JSON column, by name."""
+    names = VersionedColumns.of(mapper).primary_key
+    if len(names) == 1 and StoredKey.serves(mapper.primary_key[0].type):
+        (name,) = names
+        return {name: type_coerce(key, StoredKey(name, mapper.primary_key[0].type))}
+    return {
+        name: stored_value(key[name], column.type)
+        for name, column in zip(names, mapper.primary_key, strict=True)
+    }
+
+
+class StoredKey(TypeDecorator[Any]):
+    """The type of a one-column integer or text key in the dated selectables: in SQL
+    the stored ``key`` JSON itself (``{"id": 5}``), in Python the key's value.
+
+    The activity index leads with ``key``, and a single-member JSON object sorts as its
+    value does for integers and text, so comparing this column with values, and
+    ordering by it, is done on ``key`` and served by the index: one object of 10,000
+    is found without reading the others, and a page in key order reads only its rows.
+    Compared with another column, or with any operator other than the comparisons,
+    it is read as its column type first (``CAST(key ->> 'id' AS INTEGER)``), so it
+    joins with the columns of other tables. Put it on the left of such a comparison:
+    on the right, SQLAlchemy compares the other column with the JSON.
+    """
+
+    impl = JSONB
+    cache_ok = True
+
+    def __init__(self, name: str, column_type: types.TypeEngine[Any]) -> None:
+        super().__init__()
+        self.name = name
+        self.column_type = column_type
+
+    @staticmethod
+    def serves(column_type: types.TypeEngine[Any]) -> bool:
+        """Tell whether stored keys of ``column_type`` sort and compare as the column."""
+        if isinstance(column_type, (types.Enum, types.Boolean, types.CHAR)):
+            return False
+        try:
+            python_type = column_type.python_type
+        except NotImplementedError:
+            return False
+        return python_type in (int, str) and not isinstance(column_type, TypeDecorator)
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else {self.name: serialize_value(value)}
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else deserialize_value(value[self.name], self.column_type)
+
+    class comparator_factory(TypeDecorator.Comparator[Any]):
+        def operate(self, op: Any, *other: Any, **kwargs: Any) -> Any:
+            if op in _KEY_OPERATORS and all(map(_is_value, other)):
+                return super().operate(op, *other, **kwargs)
+            key_type: StoredKey = self.type  # type: ignore[assignment]
+            typed = stored_value(type_coerce(self.expr, JSONB)[key_type.name], key_type.column_type)
+            return op(typed, *other, **kwargs)
+
+
+#: The operators a one-column key applies to its stored JSON: comparisons with
+#: values, and ordering.
+_KEY_OPERATORS = frozenset(
+    {
+        operators.eq,
+        operators.ne,
+        operators.lt,
+        operators.le,
+        operators.gt,
+        operators.ge,
+        operators.in_op,
+        operators.not_in_op,
+        operators.between_op,
+        operators.is_,
+        operators.is_not,
+        operators.asc_op,
+        operators.desc_op,
+        operators.nulls_first_op,
+        operators.nulls_last_op,
+    }
+)
+
+
+def _is_value(other: Any) -> bool:
+    """Tell whether an operand is a plain Python value (or a list of them)."""
+    if isinstance(other, (list, tuple)):
+        return all(map(_is_value, other))
+    return not hasattr(other, "__clause_element__") and not isinstance(other, ColumnElement)
+
 
 #: A stored datetime that names its offset. serialize_datetime always writes one; a
 #: value without one (another writer's) is in UTC, as deserialize_value reads it.
