@@ -128,7 +128,7 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
             state.c.changed.label(CHANGED),
         )
         .select_from(newest.join(state, state.c.id == newest_id))
-        .where(~deleted_condition(state, activity, mapper), _of_subclasses(mapper, state))
+        .where(~_deleted(state, activity, mapper), _of_subclasses(mapper, state))
         .subquery(f"{mapper.local_table.name}_as_of")  # type: ignore[attr-defined]
     )
 
@@ -162,7 +162,7 @@ def changed_between(model: type[Any], session: Session, start: datetime, end: da
     operation = case(
         (rows.c.operation.is_not(None), rows.c.operation),
         (rows.c.version == 0, INSERT),
-        (deleted_condition(rows, activity, mapper), DELETE),
+        (_deleted(rows, activity, mapper), DELETE),
         else_=UPDATE,
     )
     key_columns = _key_columns(mapper, rows.c.key)
@@ -187,6 +187,13 @@ def changed_between(model: type[Any], session: Session, start: datetime, end: da
 
 _EPOCH = literal(datetime(1970, 1, 1, tzinfo=UTC), DateTime(timezone=True))
 _MICROSECOND = literal(timedelta(microseconds=1), types.Interval())
+
+
+def _deleted(rows: Any, activity: Any, mapper: Mapper[Any]) -> ColumnElement[bool]:
+    # Asked of the base mapper, whose table holds a row of every live object of the
+    # hierarchy, and whose key columns are those of that table; a joined subclass's
+    # primary key is its base table's, not its own table's.
+    return deleted_condition(rows, activity, mapper.base_mapper)
 
 
 def _table_names(mapper: Mapper[Any]) -> list[str]:
