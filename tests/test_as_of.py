@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import event, func, literal, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -555,3 +556,86 @@ def test_changes_of_subclasses(session, models):
     assert _count(session, models.Animal.changed_between(start, now)) == 3
     assert _count(session, models.Dog.changed_between(start, now)) == 1
     assert _count(session, models.Cat.changed_between(start, now)) == 1
+
+
+# -- the property: as_of replays the live table ---------------------------------------
+
+#: Commits of operations on a few keys; each operation is flushed on its own, so that
+#: one commit may create, change and delete one object.
+COMMITS = st.lists(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["insert", "update", "delete"]),
+            st.integers(1, 4),
+            st.text("abc", max_size=3),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@pytest.mark.parametrize("without_operations", [False, True])
+def test_as_of_equals_the_live_table_as_it_was(db, session, models, without_operations):
+    Todo = models.Todo
+    activity = activity_class_for(Todo).__table__
+
+    def live():
+        return sorted(
+            tuple(row) for row in session.execute(select(Todo.id, Todo.title, Todo.version))
+        )
+
+    def newest_id():
+        return session.execute(select(func.coalesce(func.max(activity.c.id), 0))).scalar_one()
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(commits=COMMITS)
+    def replay(commits):
+        initial = live()
+        # (time of the commit's first row, time of its last row, live table after it)
+        history = []
+        for operations in commits:
+            before = newest_id()
+            for kind, key, title in operations:
+                todo = session.get(Todo, key)
+                if kind == "insert" and todo is None:
+                    session.add(Todo(id=key, title=title))
+                elif kind == "update" and todo is not None:
+                    todo.title = title
+                elif kind == "delete" and todo is not None:
+                    session.delete(todo)
+                session.flush()
+            session.commit()
+            first, last = session.execute(
+                select(func.min(activity.c.changed), func.max(activity.c.changed)).where(
+                    activity.c.id > before
+                )
+            ).one()
+            if first is not None:
+                history.append((first, last, live()))
+        if without_operations:
+            _forget_operations(db)
+
+        def as_of(at):
+            dated = Todo.as_of(at)
+            return _rows(session, dated, "id", "title", "version")
+
+        state = initial
+        previous_last = None
+        for first, last, after in history:
+            before_it = first - timedelta(microseconds=1)
+            if previous_last is None or before_it > previous_last:
+                assert as_of(before_it) == state
+            if previous_last is not None:
+                assert as_of(previous_last + (first - previous_last) / 2) == state
+            assert as_of(last) == after
+            state, previous_last = after, last
+        assert as_of(datetime.now(timezone.utc)) == state
+
+    replay()
