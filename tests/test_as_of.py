@@ -457,7 +457,8 @@ def _plan(session, statement):
 
     event.listen(connection, "before_cursor_execute", explain, retval=True)
     try:
-        return "\n".join(connection.execute(statement).scalars())
+        # The plan's lines, read past the result processing of the statement's columns.
+        return "\n".join(line for (line,) in connection.execute(statement).cursor.fetchall())
     finally:
         event.remove(connection, "before_cursor_execute", explain)
 
