@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event, func, literal, select, text
+from sqlalchemy import event, func, inspect, literal, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from chrononaut import ChrononautException, extra_change_info
@@ -20,6 +24,10 @@ from chrononaut.history.serialization import deserialize_value
 from chrononaut.unsafe import suppress_versioning
 from tests.models import Priority
 from tests.test_types import STRATEGIES, Color, Sample, Size, _same  # noqa: F401  (a fixture)
+
+SNIPPETS = Path(__file__).parent.parent / "docs" / "snippets"
+#: The partial index of the rows without an operation.
+INDEX = "ix_chrononaut_activity_without_operation"
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -640,3 +648,136 @@ def test_as_of_equals_the_live_table_as_it_was(db, session, models, without_oper
         assert as_of(datetime.now(timezone.utc)) == state
 
     replay()
+
+
+# -- the partial index of rows without an operation ------------------------------------
+
+
+def _index_names(db):
+    return {index["name"] for index in inspect(db.engine).get_indexes("chrononaut_activity")}
+
+
+def _snippet(name):
+    spec = importlib.util.spec_from_file_location(name, SNIPPETS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_rule_is_left_out_where_every_row_says_its_operation(db, session, models):
+    Todo = models.Todo
+    session.add(Todo(title="a"))
+    session.commit()
+    plain = _plan(session, select(Todo.as_of(datetime.now(timezone.utc))))
+    _forget_operations(db)
+    with_rule = _plan(session, select(Todo.as_of(datetime.now(timezone.utc))))
+
+    # The rule looks for the object's next row and for its live row.
+    assert "SubPlan" not in plain and "later" not in plain
+    assert "later" in with_rule
+
+
+def test_without_the_index_the_rule_stays_and_the_documented_migration_adds_it(db, session, models):
+    Todo = models.Todo
+    todo = Todo(title="a")
+    session.add(todo)
+    session.commit()
+    session.delete(todo)
+    session.commit()
+    session.execute(text(f"DROP INDEX {INDEX}"))
+    _forget_operations(db)  # commits
+    now = datetime.now(timezone.utc)
+
+    assert "later" in _plan(session, select(Todo.as_of(now)))
+    assert _rows(session, Todo.as_of(now), "id") == []
+    session.commit()  # a concurrent index build waits for every open transaction
+
+    migration = _snippet("add_as_of_index")
+    for step in (migration.upgrade, migration.upgrade, migration.downgrade, migration.upgrade):
+        with (
+            db.engine.connect() as connection,
+            Operations.context(MigrationContext.configure(connection)),
+        ):
+            step()
+    assert INDEX in _index_names(db)
+    assert "later" in _plan(session, select(Todo.as_of(now)))  # the old rows still need it
+    assert _rows(session, Todo.as_of(now), "id") == []
+
+
+def test_the_index_is_part_of_the_activity_table(db, models):
+    assert INDEX in _index_names(db)
+
+
+# -- the examples of docs/time-travel.rst ---------------------------------------------
+
+
+def test_the_report_example(session, models):
+    Todo = models.Todo
+    session.add_all(
+        [
+            Todo(title="late", due_at=datetime(2030, 1, 2, tzinfo=timezone.utc)),
+            Todo(title="soon", due_at=datetime(2030, 1, 1, tzinfo=timezone.utc)),
+            Todo(title="done", done=True),
+        ]
+    )
+    session.commit()
+    at = _changed_of_last_commit(session, models)
+    for todo in session.scalars(select(Todo)):
+        todo.done = True
+    session.commit()
+
+    report = _snippet("time_travel_report").open_todos_at
+    assert report(session, Todo, at) == (2, ["soon", "late"])
+    assert report(session, Todo, datetime.now(timezone.utc)) == (0, [])
+
+
+def test_the_pages_example(session, models):
+    Todo = models.Todo
+    session.add_all([Todo(id=number, title=str(number)) for number in range(1, 121)])
+    session.commit()
+    at = _changed_of_last_commit(session, models)
+    session.execute(text("DELETE FROM todo WHERE id > 100"))  # unrecorded: history stays
+    session.commit()
+
+    pages = _snippet("time_travel_page").every_page_at(session, Todo, at)
+    assert [len(page) for page in pages] == [50, 50, 20]
+    assert [row.id for page in pages for row in page] == list(range(1, 121))
+
+
+def test_the_join_example(session, models):
+    Author, Book = models.Author, models.Book
+    ann = Author(name="Ann")
+    session.add_all([ann, Book(title="Dune", author=ann), Book(title="Emma", author=ann)])
+    session.commit()
+    at = _changed_of_last_commit(session, models)
+    ann.name = "Ann B."
+    session.commit()
+
+    join = _snippet("time_travel_join").books_with_their_authors_at
+    assert join(session, Book, Author, at) == [("Dune", "Ann"), ("Emma", "Ann")]
+    now = datetime.now(timezone.utc)
+    assert join(session, Book, Author, now) == [("Dune", "Ann B."), ("Emma", "Ann B.")]
+
+
+def test_the_changes_example(session, models):
+    Todo = models.Todo
+    kept, dropped = Todo(title="kept"), Todo(title="dropped")
+    session.add_all([kept, dropped])
+    session.commit()
+    start = _changed_of_last_commit(session, models)
+    kept.title = "kept, changed"
+    session.delete(dropped)
+    session.add(Todo(title="new"))
+    session.commit()
+    end = _changed_of_last_commit(session, models)
+
+    changes = _snippet("time_travel_changes")
+    assert changes.changes_by_operation(session, Todo, start, end) == {
+        "insert": 1,
+        "update": 1,
+        "delete": 1,
+    }
+    assert [(row.id, row.title) for row in changes.deleted_between(session, Todo, start, end)] == [
+        (dropped.id, "dropped")
+    ]

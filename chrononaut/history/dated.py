@@ -309,11 +309,30 @@ class StoredKey(TypeDecorator[Any]):
 
     class comparator_factory(TypeDecorator.Comparator[Any]):
         def operate(self, op: Any, *other: Any, **kwargs: Any) -> Any:
-            if op in _KEY_OPERATORS and all(map(_is_value, other)):
-                return super().operate(op, *other, **kwargs)
             key_type: StoredKey = self.type  # type: ignore[assignment]
-            typed = stored_value(type_coerce(self.expr, JSONB)[key_type.name], key_type.column_type)
-            return op(typed, *other, **kwargs)
+            if op in _KEY_OPERATORS and all(_same_stored_form(key_type, item) for item in other):
+                return super().operate(op, *other, **kwargs)
+            return op(_typed(self.expr), *map(_typed, other), **kwargs)
+
+
+def _same_stored_form(key_type: StoredKey, other: Any) -> bool:
+    """Tell whether an operand compares with a stored key as JSON: a plain value (or a
+    list of them), which is bound as the stored key, or a stored key of the same name."""
+    if isinstance(other, (list, tuple)):
+        return all(_same_stored_form(key_type, item) for item in other)
+    if isinstance(other, ColumnElement) or hasattr(other, "__clause_element__"):
+        other_type = getattr(other, "type", None)
+        return isinstance(other_type, StoredKey) and other_type.name == key_type.name
+    return True
+
+
+def _typed(operand: Any) -> Any:
+    """An operand with a stored key read as its column type; any other as it is."""
+    operand_type = getattr(operand, "type", None)
+    if not isinstance(operand_type, StoredKey):
+        return operand
+    stored = type_coerce(operand, JSONB)[operand_type.name]
+    return stored_value(stored, operand_type.column_type)
 
 
 #: The operators a one-column key applies to its stored JSON: comparisons with
@@ -337,13 +356,6 @@ _KEY_OPERATORS = frozenset(
         operators.nulls_last_op,
     }
 )
-
-
-def _is_value(other: Any) -> bool:
-    """Tell whether an operand is a plain Python value (or a list of them)."""
-    if isinstance(other, (list, tuple)):
-        return all(map(_is_value, other))
-    return not hasattr(other, "__clause_element__") and not isinstance(other, ColumnElement)
 
 
 #: A stored datetime that names its offset. serialize_datetime always writes one; a
