@@ -2,7 +2,8 @@
 
 One model, ``Ticket``, gets ``--objects`` objects with ten recorded states each (one
 object in twenty is deleted at its last); the rest of ``--history-rows`` activity rows
-belong to seven other tables, written in between, as a shared history table holds them.
+belong to seven other tables, written in between, as a shared history table holds them:
+their objects have ten states each too, and integer keys counted from 1 in each table.
 The rows are made in SQL in the format Chrononaut records, then vacuumed and analyzed as
 autovacuum would leave them. Three reads of ``Ticket.as_of(at)`` are timed, ``at`` being
 when about half of the history was written: the whole model, one page of 50 objects in
@@ -57,8 +58,9 @@ def _fill_sql(objects: int, history_rows: int) -> str:
          transaction_id)
     SELECT CASE WHEN ticket THEN 'ticket' ELSE 'other_' || (n % {OTHER_TABLES}) END,
            TIMESTAMPTZ '{START.isoformat()}' + n * INTERVAL '1 second',
-           CASE WHEN ticket THEN state ELSE 0 END,
-           jsonb_build_object('id', CASE WHEN ticket THEN object ELSE n END),
+           CASE WHEN ticket THEN state ELSE (n / {OTHER_TABLES}) % {STATES} END,
+           jsonb_build_object('id', CASE WHEN ticket THEN object
+                                         ELSE n / ({OTHER_TABLES} * {STATES}) + 1 END),
            CASE WHEN ticket THEN jsonb_build_object(
                'id', object,
                'title', 'ticket ' || object || ' state ' || state,
@@ -67,11 +69,14 @@ def _fill_sql(objects: int, history_rows: int) -> str:
                'due_at', to_char((TIMESTAMPTZ '2025-01-01' + object * INTERVAL '1 hour')
                                  AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"'),
                'version', state)
-           ELSE jsonb_build_object('name', repeat('x', 60), 'version', 0) END,
+           ELSE jsonb_build_object('name', repeat('x', 60),
+                                   'version', (n / {OTHER_TABLES}) % {STATES}) END,
            '{{"user_id": null, "remote_addr": null}}',
            '{{}}',
-           CASE WHEN NOT ticket OR state = 0 THEN 'insert'
-                WHEN state = {STATES - 1} AND object % 20 = 0 THEN 'delete'
+           CASE WHEN ticket AND state = 0 THEN 'insert'
+                WHEN ticket AND state = {STATES - 1} AND object % 20 = 0 THEN 'delete'
+                WHEN ticket THEN 'update'
+                WHEN (n / {OTHER_TABLES}) % {STATES} = 0 THEN 'insert'
                 ELSE 'update' END,
            n
     FROM generate_series(0, {history_rows - 1}) AS n,
@@ -134,6 +139,12 @@ def run(
             session.execute(text(_fill_sql(objects, history_rows)))
             session.commit()
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as admin:
+                # Vacuum marks pages all-visible only once the commit that wrote them
+                # is on disk, which a server without synchronous commits (the embedded
+                # one) may not have done yet: a checkpoint sees to it, where allowed.
+                admin.exec_driver_sql(
+                    "DO $$ BEGIN CHECKPOINT; EXCEPTION WHEN insufficient_privilege THEN END $$"
+                )
                 admin.exec_driver_sql("VACUUM ANALYZE")
                 version = admin.exec_driver_sql("SHOW server_version").scalar()
             stride = max(history_rows // (objects * STATES), 1)

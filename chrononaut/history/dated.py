@@ -115,7 +115,12 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
         .subquery("chrononaut_newest")
     )
     newest_id = cast(extract("epoch", newest.c.newest[2] - _EPOCH) * 1_000_000, BigInteger)
-    state = activity.alias("chrononaut_state")
+    # Each newest row is read by its id. The LIMIT keeps the planner from joining
+    # otherwise: it cannot tell how many objects a table has (keys repeat across
+    # tables), and with too high a guess it reads the whole table to merge instead.
+    state = (
+        select(activity).where(activity.c.id == newest_id).limit(1).lateral("chrononaut_state")
+    )
     if _records_operations(session, activity, table_names):
         deleted: ColumnElement[bool] = func.coalesce(state.c.operation == DELETE, False)
     else:
@@ -134,7 +139,7 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
             state.c.version.label(VERSION_KEY),
             state.c.changed.label(CHANGED),
         )
-        .select_from(newest.join(state, state.c.id == newest_id))
+        .select_from(newest.join(state, true()))
         .where(~deleted, _of_subclasses(mapper, state))
         .subquery(f"{mapper.local_table.name}_as_of")  # type: ignore[attr-defined]
     )
