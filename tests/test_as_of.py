@@ -20,7 +20,7 @@ from chrononaut import ChrononautException, extra_change_info
 from chrononaut.exceptions import InvalidArgumentError
 from chrononaut.history.activity import activity_class_for
 from chrononaut.history.dated import stored_value
-from chrononaut.history.serialization import deserialize_value
+from chrononaut.history.serialization import UTC, deserialize_value
 from chrononaut.unsafe import suppress_versioning
 from tests.models import Priority
 from tests.test_types import STRATEGIES, Color, Sample, Size, _same  # noqa: F401  (a fixture)
@@ -63,6 +63,8 @@ def test_stored_values_read_back_as_their_column_types(db, Sample, name):  # noq
         ("aware", "2024-05-01T12:30:00", datetime(2024, 5, 1, 12, 30, tzinfo=timezone.utc)),
         ("aware", "2024-05-01T14:30:00+02:00", datetime(2024, 5, 1, 12, 30, tzinfo=timezone.utc)),
         ("naive", "2024-05-01T14:30:00+02:00", datetime(2024, 5, 1, 12, 30)),
+        ("aware", "2024-05-01T07:30:00.5-05:00", datetime(2024, 5, 1, 12, 30, 0, 500000, UTC)),
+        ("naive", "2024-05-01 12:30:00.25", datetime(2024, 5, 1, 12, 30, 0, 250000)),
         ("naive", "2024-05-01T12:30:00", datetime(2024, 5, 1, 12, 30)),
         ("ratio", "inf", float("inf")),
         ("span", "-1 day, 23:00:00", timedelta(hours=-1)),
