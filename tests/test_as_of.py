@@ -444,6 +444,21 @@ def test_two_models_at_one_time_join_on_their_keys(session, models):
     assert session.execute(now_joined).all() == [("Dune", "Ann B.")]
 
 
+def test_one_model_at_two_times_in_one_query(session, models):
+    Todo = models.Todo
+    todo = Todo(title="before")
+    session.add(todo)
+    session.commit()
+    before = _changed_of_last_commit(session, models)
+    todo.title = "after"
+    session.commit()
+    after = _changed_of_last_commit(session, models)
+
+    then, now = Todo.as_of(before), Todo.as_of(after)
+    query = select(then.c.title, now.c.title).select_from(then).join(now, then.c.id == now.c.id)
+    assert session.execute(query).all() == [("before", "after")]
+
+
 def test_key_filters_and_key_order_use_the_index(session, models):
     """A filter on a one-column key reaches the activity index as a condition on the
     stored key, and a page in key order reads the index in order, without sorting."""

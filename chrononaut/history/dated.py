@@ -103,10 +103,8 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
     if not isinstance(at, datetime):
         raise InvalidArgumentError(f"as_of() takes a datetime, not {type(at).__name__}: {at!r}.")
     mapper: Mapper[Any] = inspect(model)
-    activity = activity_class_for(model).__table__
-    require_time_travel_columns(session, activity)
+    activity, table_names, with_rule = _read_plan(session, mapper)
     rows = activity.alias("chrononaut_rows")
-    table_names = _table_names(mapper)
     # The newest (changed, id) of each key: both are timestamps in the array, so that
     # one max() picks the newest row, the id breaking ties of changed. The id is a
     # count of microseconds after the epoch, exact up to 2**53.
@@ -125,10 +123,10 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
     # otherwise: it cannot tell how many objects a table has (keys repeat across
     # tables), and with too high a guess it reads the whole table to merge instead.
     state = select(activity).where(activity.c.id == newest_id).limit(1).lateral("chrononaut_state")
-    if _records_operations(session, activity, table_names):
-        deleted: ColumnElement[bool] = func.coalesce(state.c.operation == DELETE, False)
-    else:
+    if with_rule:
         deleted = _deleted(state, activity, mapper)
+    else:
+        deleted = func.coalesce(state.c.operation == DELETE, False)
     columns = VersionedColumns.of(mapper)
     key_columns = _key_columns(mapper, newest.c.key)
     values = [
@@ -145,7 +143,7 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
         )
         .select_from(newest.join(state, true()))
         .where(~deleted, _of_subclasses(mapper, state))
-        .subquery(f"{mapper.local_table.name}_as_of")  # type: ignore[attr-defined]
+        .subquery(f"{_table_of(mapper)}_as_of")
     )
 
 
@@ -172,12 +170,10 @@ def changed_between(model: type[Any], session: Session, start: datetime, end: da
     if as_utc(end) < as_utc(start):
         raise InvalidArgumentError(f"The window ends ({end}) before it starts ({start}).")
     mapper: Mapper[Any] = inspect(model)
-    activity = activity_class_for(model).__table__
-    require_time_travel_columns(session, activity)
+    activity, table_names, with_rule = _read_plan(session, mapper)
     rows = activity.alias("chrononaut_rows")
-    table_names = _table_names(mapper)
     operation: ColumnElement[str | None] = rows.c.operation
-    if not _records_operations(session, activity, table_names):
+    if with_rule:
         operation = case(
             (rows.c.operation.is_not(None), rows.c.operation),
             (rows.c.version == 0, INSERT),
@@ -200,8 +196,24 @@ def changed_between(model: type[Any], session: Session, start: datetime, end: da
             rows.c.changed <= as_utc(end),
             _of_subclasses(mapper, rows),
         )
-        .subquery(f"{mapper.local_table.name}_changes")  # type: ignore[attr-defined]
+        .subquery(f"{_table_of(mapper)}_changes")
     )
+
+
+def _read_plan(session: Session, mapper: Mapper[Any]) -> tuple[Table, list[str], bool]:
+    """Return the activity table of ``mapper``, its table names there, and whether a
+    dated read must apply the rule for rows without an operation.
+
+    :raises ChrononautException: the activity table lacks the columns of time travel.
+    """
+    activity = activity_class_for(mapper.class_).__table__
+    require_time_travel_columns(session, activity)
+    table_names = _table_names(mapper)
+    return activity, table_names, not _records_operations(session, activity, table_names)
+
+
+def _table_of(mapper: Mapper[Any]) -> str:
+    return str(mapper.local_table.name)  # type: ignore[attr-defined]
 
 
 _EPOCH = literal(datetime(1970, 1, 1, tzinfo=UTC), DateTime(timezone=True))
