@@ -76,17 +76,18 @@ EXTRA_INFO = "chrononaut_extra_info"
 
 
 def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
-    """Return every object of ``model`` as it was at ``at``, as a named subquery.
+    """Return every object of ``model`` as it was at ``at``, as a subquery.
 
     It has one column per key attribute and per tracked attribute of the model, named
     as the attribute and typed as its column (see
     :func:`~chrononaut.history.stored_sql.stored_value`), plus ``version`` and
     :data:`CHANGED` (when that state was recorded). Hidden and untracked attributes
-    are not columns of it: their values of the past are unknown.
-    Each object that existed at ``at`` is one row, in its newest state changed at or
-    before ``at``; objects made later, or whose newest row by then is their delete, are
-    absent. The objects of the model's subclasses are included, as ``select(model)``
-    includes them.
+    are not columns of it: their values of the past are unknown. Each object that
+    existed at ``at`` is one row, in its newest state changed at or before ``at``;
+    objects made later, or whose newest row by then is their delete, are absent. The
+    objects of the model's subclasses are included, as ``select(model)`` includes
+    them. The subquery is anonymous (``anon_1`` in SQL), so that one query may read a
+    model at two times.
 
     The newest row of each object is found by one pass over the activity index, in
     key order, so that a page in key order reads only what it shows. For a model
@@ -143,13 +144,13 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
         )
         .select_from(newest.join(state, true()))
         .where(~deleted, _of_subclasses(mapper, state))
-        .subquery(f"{_table_of(mapper)}_as_of")
+        .subquery()
     )
 
 
 def changed_between(model: type[Any], session: Session, start: datetime, end: datetime) -> Subquery:
     """Return the changes of the objects of ``model`` recorded after ``start`` and up to
-    ``end`` included, as a named subquery: one row per recorded change.
+    ``end`` included, as a subquery: one row per recorded change.
 
     The window is ``start < changed <= end``, so that the state :func:`as_of` gives at
     ``start``, with these changes applied, is its state at ``end``, and consecutive
@@ -196,7 +197,7 @@ def changed_between(model: type[Any], session: Session, start: datetime, end: da
             rows.c.changed <= as_utc(end),
             _of_subclasses(mapper, rows),
         )
-        .subquery(f"{_table_of(mapper)}_changes")
+        .subquery()
     )
 
 
@@ -210,10 +211,6 @@ def _read_plan(session: Session, mapper: Mapper[Any]) -> tuple[Table, list[str],
     require_time_travel_columns(session, activity)
     table_names = _table_names(mapper)
     return activity, table_names, not _records_operations(session, activity, table_names)
-
-
-def _table_of(mapper: Mapper[Any]) -> str:
-    return str(mapper.local_table.name)  # type: ignore[attr-defined]
 
 
 _EPOCH = literal(datetime(1970, 1, 1, tzinfo=UTC), DateTime(timezone=True))
