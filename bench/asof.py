@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 import click
@@ -107,6 +108,10 @@ def _app(database_url: str) -> tuple[Flask, VersionedSQLAlchemy, Any]:
     return app, db, Ticket
 
 
+def _read_all(session: Any, statement: Any) -> object:
+    return session.execute(statement).all()
+
+
 def _median_ms(read: Callable[[], object], repetitions: int) -> float:
     read()  # the first call warms the caches: the plan, the pages, SQLAlchemy's
     timings = []
@@ -159,9 +164,7 @@ def run(
                 .limit(50),
             }
             timings = {
-                name: _median_ms(
-                    lambda statement=statement: session.execute(statement).all(), repetitions
-                )
+                name: _median_ms(partial(_read_all, session, statement), repetitions)
                 for name, statement in statements.items()
             }
             keys = [rng.randint(1, objects) for _ in range(repetitions + 1)]
