@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from sqlalchemy import Select, Table, bindparam, inspect, select
+from sqlalchemy import Select, Subquery, Table, bindparam, inspect, select
 from sqlalchemy.orm import Query, object_session
 
 from chrononaut._compat import instance_state
 from chrononaut.exceptions import InvalidArgumentError
+from chrononaut.history import dated
 from chrononaut.history.activity import (
     TIME_TRAVEL_COLUMNS,
     activity_class_for,
@@ -121,6 +122,26 @@ class HistoryReads:
 
     if TYPE_CHECKING:
         version: int | None
+
+    @classmethod
+    def as_of(cls, at: datetime) -> Subquery:
+        """Return every object of this model as it was at ``at``, as a selectable to
+        query with ``select()``: see :func:`chrononaut.history.dated.as_of`.
+
+        .. versionadded:: 1.0
+
+        :param at: the point in time; a naive datetime is taken to be UTC.
+        """
+        return dated.as_of(cls, cls.query.session, at)  # type: ignore[attr-defined]
+
+    @classmethod
+    def changed_between(cls, start: datetime, end: datetime) -> Subquery:
+        """Return the changes of this model's objects recorded after ``start`` and up to
+        ``end``, as a selectable: see :func:`chrononaut.history.dated.changed_between`.
+
+        .. versionadded:: 1.0
+        """
+        return dated.changed_between(cls, cls.query.session, start, end)  # type: ignore[attr-defined]
 
     def _history_session(self) -> Session:
         return object_session(self) or type(self).query.session  # type: ignore[attr-defined]
