@@ -885,4 +885,4 @@ def test_the_documented_indexes_serve_lookups_in_a_past_session(db, session, mod
         assert len(past.scalars(by_author).all()) == 40
         # Where the documentation sends readers for the expression of each column.
         view = past.scalar(text("SELECT pg_get_viewdef('pg_temp.book')"))
-        assert "((data ->> 'author_id'::text))::integer AS author_id" in view
+        assert "((data['author_id'::text] #>> '{}'::text[]))::integer AS author_id" in view

@@ -16,34 +16,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
-    JSON,
     ColumnElement,
-    DateTime,
-    Enum,
-    Interval,
-    LargeBinary,
     Select,
     Table,
-    TypeDecorator,
     and_,
-    case,
     cast,
     exists,
     func,
-    literal,
     null,
     or_,
     select,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper
 
 from chrononaut.history.activity import VERSION_KEY
 from chrononaut.history.columns import VersionedColumns, is_versioned_table
 from chrononaut.history.lives import deleted_condition
+from chrononaut.history.stored_sql import stored_value
 
 
 @dataclass(frozen=True)
@@ -152,11 +143,11 @@ def _columns(past: PastTable, rows: Any) -> list[ColumnElement[Any]]:
         names = list(dict.fromkeys(name for name, _ in mapped))
         value: ColumnElement[Any]
         if column.primary_key:
-            value = _coalesce(_typed(rows.c.key, name, column.type) for name in names)
+            value = _coalesce(stored_value(rows.c.key[name], column.type) for name in names)
         elif names == [VERSION_KEY]:
             value = rows.c.version
         elif mapped and all(name in tracked for name, tracked in mapped):
-            value = _coalesce(_typed(rows.c.data, name, column.type) for name in names)
+            value = _coalesce(stored_value(rows.c.data[name], column.type) for name in names)
         else:
             # Hidden and untracked values were never stored, and a column that no
             # versioned class maps has nothing to read either.
@@ -172,68 +163,3 @@ def _attributes_by_column(mapper: Mapper[Any]) -> dict[Any, str]:
 def _coalesce(values: Iterable[ColumnElement[Any]]) -> ColumnElement[Any]:
     found = list(values)
     return found[0] if len(found) == 1 else func.coalesce(*found)
-
-
-#: Base64 text, as bytes are stored since 0.6.
-_BASE64 = "^[A-Za-z0-9+/]*={0,2}$"
-
-
-def _typed(stored: Any, name: str, column_type: Any) -> ColumnElement[Any]:
-    """Return the SQL value of the column ``name`` of the JSON ``stored``, typed as
-    ``column_type``: the SQL counterpart of
-    :func:`~chrononaut.history.serialization.deserialize_value`.
-
-    Datetimes are read with the UTC offset every snapshot writes. JSON values and
-    array items are read as stored, so a string that
-    :func:`~chrononaut.history.serialization.escape_text` escaped stays escaped;
-    arrays must be of one dimension; bytes stored before 0.6 (``str(bytes)``) read
-    as ``NULL``.
-    """
-    value = stored[name]
-    stored_type = column_type
-    if isinstance(stored_type, TypeDecorator) and not isinstance(stored_type, Interval):
-        stored_type = stored_type.impl_instance
-    if isinstance(stored_type, JSON):
-        return value  # type: ignore[no-any-return]
-    if isinstance(stored_type, ARRAY):
-        return _typed_array(value, stored_type.item_type)
-    return _typed_text(value.astext, column_type)
-
-
-def _typed_array(value: Any, item_type: Any) -> ColumnElement[Any]:
-    """The items of the JSON array ``value``, each typed as ``item_type``, in order."""
-    json_items = isinstance(item_type, JSON)
-    elements = func.jsonb_array_elements if json_items else func.jsonb_array_elements_text
-    items = elements(value).table_valued("value", with_ordinality="n").render_derived("item")
-    item = items.c.value if json_items else _typed_text(items.c.value, item_type)
-    in_order = select(func.array_agg(aggregate_order_by(cast(item, item_type), items.c.n)))
-    return case(
-        (
-            func.jsonb_typeof(value) == "array",
-            func.coalesce(in_order.scalar_subquery(), literal("{}")),
-        ),
-        else_=null(),
-    )
-
-
-def _typed_text(text: ColumnElement[Any], column_type: Any) -> ColumnElement[Any]:
-    """The stored text ``text`` of a scalar value, as a value of ``column_type``."""
-    if isinstance(column_type, Interval):
-        return func.replace(text, ", ", " ")  # str(timedelta): "1 day, 2:00:00"
-    if isinstance(column_type, TypeDecorator):
-        column_type = column_type.impl_instance
-    if isinstance(column_type, Enum) and column_type.enum_class is not None:
-        # Snapshots store str(member), "Priority.HIGH"; the column holds the member
-        # as the type writes it.
-        members = [
-            (text == str(member), literal(member, column_type)) for member in column_type.enum_class
-        ]
-        return case(*members, else_=text)
-    if isinstance(column_type, DateTime):
-        moment = cast(text, DateTime(timezone=True))
-        return moment if column_type.timezone else func.timezone("UTC", moment)
-    if isinstance(column_type, LargeBinary):
-        # str(bytes), as releases before 0.6 stored them, reads as NULL instead of
-        # failing the whole query.
-        return case((text.regexp_match(_BASE64), func.decode(text, "base64")), else_=null())
-    return text

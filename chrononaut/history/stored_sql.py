@@ -10,6 +10,7 @@ lets the activity index serve them (:class:`StoredKey`).
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -26,6 +27,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    null,
     or_,
     select,
     type_coerce,
@@ -134,6 +136,8 @@ _KEY_OPERATORS = frozenset(
 
 #: The ``#>>`` path of a whole value: its text, unquoted if it is a string.
 _WHOLE_VALUE = literal_column("'{}'", Text)
+#: Base64 text, as bytes are stored since 0.6.
+_BASE64 = "^[A-Za-z0-9+/]*={0,2}$"
 #: The Python types whose stored text PostgreSQL reads with a plain cast.
 _CAST_TYPES = frozenset({str, int, float, bool, Decimal, date, time, uuid.UUID})
 
@@ -151,9 +155,8 @@ def stored_value(
     sorts and joins in SQL as the column's own type does. Values of types it does not
     know stay the stored JSON, as ``deserialize_value`` returns them as stored.
 
-    Two forms only releases before 0.6 wrote are not read: ``bytes`` stored as
-    Python's ``repr`` make the query fail, and lists stored as Python's ``repr`` read
-    as ``NULL``.
+    Two forms only releases before 0.6 wrote are not read: ``bytes`` and lists
+    stored as Python's ``repr`` read as ``NULL``.
 
     :param stored: the ``jsonb`` expression of one stored value, such as
         ``activity.c.data["title"]`` or ``activity.c.key["id"]``.
@@ -173,7 +176,10 @@ def stored_value(
     except NotImplementedError:
         return stored
     if python_type is bytes:
-        return type_coerce(func.decode(text, "base64"), column_type)
+        # Releases before 0.6 stored repr(bytes): such a value reads as NULL rather
+        # than failing the whole query.
+        decoded = case((text.regexp_match(_BASE64), func.decode(text, "base64")), else_=null())
+        return type_coerce(decoded, column_type)
     if python_type is timedelta:
         # str(timedelta) puts a comma after the days, which interval input refuses.
         return cast(func.replace(text, ", ", " "), column_type)
@@ -236,9 +242,14 @@ def _stored_enum(
         for member in members
         if isinstance(member.value, (str, int, float)) and not isinstance(member.value, bool)
     ]
-    # The simple form of CASE reads the stored value once for all the comparisons.
+    # The simple form of CASE reads the stored value once for all the comparisons. The
+    # forms are JSON text cast in SQL, so that the expression also renders with literal
+    # values, as the views of a past session need.
     return case(
-        *((literal(form, JSONB), literal(member, column_type)) for form, member in stored_forms),
+        *(
+            (cast(literal(json.dumps(form)), JSONB), literal(member, column_type))
+            for form, member in stored_forms
+        ),
         value=stored,
         else_=cast(text, column_type),
     )

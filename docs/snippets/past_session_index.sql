@@ -3,9 +3,9 @@
 -- the column's type of the stored JSON text); the WHERE keeps the index to the rows
 -- of one table.
 CREATE INDEX ix_chrononaut_activity_past_book_id
-    ON chrononaut_activity ((CAST(key ->> 'id' AS INTEGER)))
+    ON chrononaut_activity ((CAST(key['id'] #>> '{}' AS INTEGER)))
     WHERE table_name = 'book';
 
 CREATE INDEX ix_chrononaut_activity_past_book_author_id
-    ON chrononaut_activity ((CAST(data ->> 'author_id' AS INTEGER)))
+    ON chrononaut_activity ((CAST(data['author_id'] #>> '{}' AS INTEGER)))
     WHERE table_name = 'book';
