@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import click
 from flask.cli import AppGroup
 
 from chrononaut._compat import SessionFactoryHook
-from chrononaut.capture import recorder
+from chrononaut.capture import recorder, triggers
 from chrononaut.capture.change_info import DEFAULT_USER_ID_ATTRIBUTE, USER_ID_ATTRIBUTE
 from chrononaut.capture.session import VersionedSession
+from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import InvalidArgumentError
 from chrononaut.history.activity import Activity, activity_factory
 
@@ -55,6 +57,7 @@ class VersionedSQLAlchemy(SessionFactoryHook):
         self.metadata._activity_cls = activity_class  # type: ignore[attr-defined]
         self._activity_class = activity_class
         recorder.listen(activity_class)
+        triggers.listen()
 
     @property
     def activity_cls(self) -> type[Activity]:
@@ -70,6 +73,7 @@ class VersionedSQLAlchemy(SessionFactoryHook):
         app.config.setdefault("CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO", False)
         app.config.setdefault("CHRONONAUT_EXTRA_CHANGE_INFO_FUNC", None)
         app.config.setdefault(USER_ID_ATTRIBUTE, DEFAULT_USER_ID_ATTRIBUTE)
+        app.config.setdefault(triggers.SAFETY_NET_CONFIG, False)
         super().init_app(app)
         app.extensions["chrononaut"] = self
         app.cli.add_command(
@@ -89,3 +93,37 @@ class VersionedSQLAlchemy(SessionFactoryHook):
                 f"The session class {session_class.__name__} must subclass "
                 "chrononaut.VersionedSession, or its changes would not be versioned."
             )
+
+    def install_safety_net(self, *models: type[Versioned]) -> None:
+        """Install the safety net (database triggers that record the writes the session
+        does not see) on the tables of ``models``, or of every versioned model of
+        ``db.Model``; run it again after their columns change. See
+        :doc:`/safety-net`.
+
+        .. versionadded:: 1.0
+
+        :param models: versioned models, each with a table of its own.
+        :raises ChrononautException: ``CHRONONAUT_SAFETY_NET`` is off, or a model cannot
+            be netted (see :func:`chrononaut.capture.triggers.install_safety_net`).
+        """
+        with self.engine.begin() as connection:
+            triggers.install_safety_net(connection, self._netted(models))
+
+    def remove_safety_net(self, *models: type[Versioned]) -> None:
+        """Remove the safety net from the tables of ``models``, or of every versioned
+        model of ``db.Model``; tables without it are left as they are.
+
+        .. versionadded:: 1.0
+        """
+        with self.engine.begin() as connection:
+            triggers.remove_safety_net(connection, self._netted(models))
+
+    def _netted(self, models: Iterable[type[Versioned]]) -> list[type[Versioned]]:
+        chosen = list(models)
+        if chosen:
+            return chosen
+        return [
+            mapper.class_
+            for mapper in self.Model.registry.mappers
+            if issubclass(mapper.class_, Versioned)
+        ]
