@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 from flask.cli import AppGroup
@@ -19,6 +19,7 @@ from chrononaut.history.activity import Activity, activity_factory
 
 if TYPE_CHECKING:
     from flask import Flask
+    from sqlalchemy.orm import registry
 
 #: The module of the ``flask chrononaut`` commands, imported when one of them runs.
 _CLI_MODULE = "chrononaut.interfaces.cli"
@@ -122,8 +123,9 @@ class VersionedSQLAlchemy(SessionFactoryHook):
         chosen = list(models)
         if chosen:
             return chosen
+        model_registry: registry = cast(Any, self.Model).registry
         return [
             mapper.class_
-            for mapper in self.Model.registry.mappers
+            for mapper in model_registry.mappers
             if issubclass(mapper.class_, Versioned)
         ]

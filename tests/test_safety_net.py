@@ -190,7 +190,9 @@ def test_hidden_and_untracked_columns_through_sql_text(db, net, session):
     rows = activity(db, "todo")
     assert (rows[-1].version, rows[-1].extra_info) == (1, {"hidden_cols_changed": ["secret"]})
     assert "secret" not in rows[-1].data
-    stored = db.session.execute(text("SELECT data::text, extra_info::text FROM chrononaut_activity"))
+    stored = db.session.execute(
+        text("SELECT data::text, extra_info::text FROM chrononaut_activity")
+    )
     assert not any("first" in part or "second" in part for row in stored for part in row)
 
 
@@ -206,7 +208,7 @@ def test_suppressed_versioning_records_nothing_through_sql_text(db, net, session
 
 
 def test_attribute_and_column_names_differ(db, net, session):
-    session.execute(text('INSERT INTO gadget (id, "DisplayName") VALUES (3, \'lamp\')'))
+    session.execute(text("INSERT INTO gadget (id, \"DisplayName\") VALUES (3, 'lamp')"))
     session.execute(text("INSERT INTO country (code, name) VALUES ('NL', 'Netherlands')"))
     session.commit()
     gadget = session.get(net.Gadget, 3)
@@ -321,8 +323,9 @@ SAFE_JSON = st.recursive(
     | st.integers(-(2**53), 2**53)
     | st.floats(-1e12, 1e12, allow_nan=False).map(lambda f: round(f, 6))
     | SAFE_TEXT,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(SAFE_TEXT, children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(SAFE_TEXT, children, max_size=4)
+    ),
     max_leaves=8,
 )
 ROWS = st.fixed_dictionaries(
@@ -396,9 +399,7 @@ def test_a_trigger_snapshot_reads_back_like_a_session_snapshot(db, Sample):
         # PostgreSQL may write more digits of the same double (5.8517189624567664e16
         # where Python writes 5.851718962456766e16).
         differ = {"id": None, "amount": None, "ratio": None}
-        assert dict(snapshot.chrononaut_data, **differ) == dict(
-            expected.chrononaut_data, **differ
-        )
+        assert dict(snapshot.chrononaut_data, **differ) == dict(expected.chrononaut_data, **differ)
 
     same_snapshot()
 
@@ -417,5 +418,5 @@ def test_types_without_an_equal_sql_form_are_refused(app, db):
 
     db.create_all()
     app.config["CHRONONAUT_SAFETY_NET"] = True
-    with pytest.raises(ChrononautException, match="span.length"):
+    with pytest.raises(ChrononautException, match=r"span\.length"):
         db.install_safety_net(Span)

@@ -222,9 +222,7 @@ def _run(connection: Connection, statements: list[str]) -> None:
 
 def _mapper_of(model: Any) -> Mapper[Any]:
     if not (isinstance(model, type) and issubclass(model, Versioned)):
-        raise InvalidArgumentError(
-            f"The safety net is made for Versioned models, not {model!r}."
-        )
+        raise InvalidArgumentError(f"The safety net is made for Versioned models, not {model!r}.")
     mapper: Mapper[Any] = inspect(model)
     return mapper
 
@@ -293,7 +291,9 @@ def _install_statements(mapper: Mapper[Any]) -> list[str]:
 
 
 def _remove_triggers(target: str) -> list[str]:
-    return [f"DROP TRIGGER IF EXISTS {name} ON {target}" for name in (BEFORE_TRIGGER, AFTER_TRIGGER)]
+    return [
+        f"DROP TRIGGER IF EXISTS {name} ON {target}" for name in (BEFORE_TRIGGER, AFTER_TRIGGER)
+    ]
 
 
 def _remove_statements(mapper: Mapper[Any]) -> list[str]:
@@ -366,6 +366,12 @@ def _function_sql(mapper: Mapper[Any], function: str) -> str:
     else:
         hidden_on_update = hidden_on_insert = "NULL;"
     activity_name = _qualified(activity.schema, quote(activity.name))
+    deleted_data = old.object(columns.tracked, [f"'{VERSION_KEY}', coalesce(OLD.{version}, 0) + 1"])
+    written_data = new.object(columns.tracked, [f"'{VERSION_KEY}', NEW.{version}"])
+    unchanged = (
+        f"{new.tuple([*watched, VERSION_KEY])} IS NOT DISTINCT FROM "
+        f"{old.tuple([*watched, VERSION_KEY])}"
+    )
     return f"""
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $chrononaut$
 DECLARE
@@ -386,10 +392,10 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         {old.escape_checks(columns.tracked)}
         row_key := {old.object(columns.primary_key)};
-        row_data := {old.object(columns.tracked, [f"'{VERSION_KEY}', coalesce(OLD.{version}, 0) + 1"])};
+        row_data := {deleted_data};
     ELSE
         IF TG_OP = 'UPDATE' THEN
-            IF {new.tuple([*watched, VERSION_KEY])} IS NOT DISTINCT FROM {old.tuple([*watched, VERSION_KEY])} THEN
+            IF {unchanged} THEN
                 RETURN NULL;
             END IF;
             {hidden_on_update}
@@ -398,7 +404,7 @@ BEGIN
         END IF;
         {new.escape_checks(columns.tracked)}
         row_key := {new.object(columns.primary_key)};
-        row_data := {new.object(columns.tracked, [f"'{VERSION_KEY}', NEW.{version}"])};
+        row_data := {written_data};
     END IF;
     context := nullif(current_setting('{CONTEXT_SETTING}', true), '')::jsonb;
     INSERT INTO {activity_name}
