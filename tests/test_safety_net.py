@@ -4,11 +4,16 @@ the session's snapshot format, each change exactly once."""
 from __future__ import annotations
 
 import enum
+import importlib
 import math
+import shutil
+import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import (
@@ -42,6 +47,7 @@ from chrononaut.capture.triggers import AFTER_TRIGGER, BEFORE_TRIGGER, send_chan
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.unsafe import suppress_versioning
 from tests.models import Priority
+from tests.test_alembic import APP_MODULE, SNIPPETS, env_path, versions
 from tests.test_types import Color, Size
 
 NETTED = ("Todo", "User", "Country", "Gadget")
@@ -420,3 +426,61 @@ def test_types_without_an_equal_sql_form_are_refused(app, db):
     app.config["CHRONONAUT_SAFETY_NET"] = True
     with pytest.raises(ChrononautException, match=r"span\.length"):
         db.install_safety_net(Span)
+
+
+NETTED_APP_SOURCE = """
+from flask import Flask
+
+from chrononaut import Versioned, VersionedSQLAlchemy
+
+db = VersionedSQLAlchemy()
+apps = []
+
+
+class Invoice(db.Model, Versioned):
+    __tablename__ = "invoice"
+    id = db.Column(db.Integer, primary_key=True)
+    total = db.Column(db.Numeric(10, 2))
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = {url!r}
+    app.config["CHRONONAUT_SAFETY_NET"] = True
+    db.init_app(app)
+    apps.append(app)
+    return app
+"""
+
+
+def test_the_documented_migration_installs_and_removes_the_net(tmp_path, database_url, monkeypatch):
+    url = database_url.render_as_string(hide_password=False)
+    (tmp_path / f"{APP_MODULE}.py").write_text(NETTED_APP_SOURCE.format(url=url))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, APP_MODULE, raising=False)
+    config = Config(str(tmp_path / "alembic.ini"))
+    command.init(config, str(tmp_path / "migrations"))
+    config.set_main_option("script_location", str(tmp_path / "migrations"))
+    shutil.copy(SNIPPETS / "alembic_env.py", env_path(config))
+    shutil.copy(SNIPPETS / "safety_net_migration.py", versions(config))
+    app_module = importlib.import_module(APP_MODULE)
+    app = app_module.create_app()
+    try:
+        with app.app_context():
+            app_module.db.create_all()
+            seen = []
+            for step, target in (("upgrade", "head"), ("downgrade", "base"), ("upgrade", "head")):
+                getattr(command, step)(config, target)
+                seen.append(triggers_of(app_module.db.session, "invoice"))
+                app_module.db.session.rollback()
+            assert seen == [sorted([AFTER_TRIGGER, BEFORE_TRIGGER]), [], seen[0]]
+
+            with app_module.db.engine.begin() as connection:
+                connection.execute(text("INSERT INTO invoice (id, total) VALUES (1, 9.5)"))
+            invoice = app_module.db.session.get(app_module.Invoice, 1)
+            (snapshot,) = invoice.versions()
+            assert snapshot.chrononaut_data == {"id": 1, "total": "9.50", "version": 0}
+    finally:
+        with app.app_context():
+            app_module.db.session.remove()
+            app_module.db.engine.dispose()
