@@ -43,7 +43,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 
 from chrononaut import Versioned, acting_as
-from chrononaut.capture.triggers import AFTER_TRIGGER, BEFORE_TRIGGER, send_change_context
+from chrononaut.capture.trigger_sql import TRIGGERS
+from chrononaut.capture.triggers import send_change_context
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.unsafe import suppress_versioning
 from tests.models import Priority
@@ -53,6 +54,7 @@ from tests.test_types import Color, Size
 NETTED = ("Todo", "User", "Country", "Gadget")
 DATABASE = {"captured_by": "database", "database_user": "postgres"}
 NOBODY = {"user_id": None, "remote_addr": None}
+NET_TRIGGERS = sorted(TRIGGERS)
 
 
 @pytest.fixture
@@ -228,7 +230,7 @@ def test_models_not_opted_in_are_untouched(db, net, session):
     session.commit()
     assert activity(db, "author") == []
     assert triggers_of(session, "author") == []
-    assert triggers_of(session, "todo") == sorted([AFTER_TRIGGER, BEFORE_TRIGGER])
+    assert triggers_of(session, "todo") == NET_TRIGGERS
 
 
 def triggers_of(session: Any, table: str) -> list[str]:
@@ -247,7 +249,7 @@ def test_install_remove_and_reinstall_are_idempotent(app, db, models, session):
     app.config["CHRONONAUT_SAFETY_NET"] = True
     db.install_safety_net(models.Todo)
     db.install_safety_net(models.Todo)
-    assert triggers_of(session, "todo") == sorted([AFTER_TRIGGER, BEFORE_TRIGGER])
+    assert triggers_of(session, "todo") == NET_TRIGGERS
     session.commit()
     db.remove_safety_net(models.Todo)
     db.remove_safety_net(models.Todo)
@@ -473,7 +475,7 @@ def test_the_documented_migration_installs_and_removes_the_net(tmp_path, databas
                 getattr(command, step)(config, target)
                 seen.append(triggers_of(app_module.db.session, "invoice"))
                 app_module.db.session.rollback()
-            assert seen == [sorted([AFTER_TRIGGER, BEFORE_TRIGGER]), [], seen[0]]
+            assert seen == [NET_TRIGGERS, [], seen[0]]
 
             with app_module.db.engine.begin() as connection:
                 connection.execute(text("INSERT INTO invoice (id, total) VALUES (1, 9.5)"))
@@ -484,3 +486,44 @@ def test_the_documented_migration_installs_and_removes_the_net(tmp_path, databas
         with app.app_context():
             app_module.db.session.remove()
             app_module.db.engine.dispose()
+
+
+def test_statements_of_many_rows_and_key_changes(db, net, session):
+    session.execute(
+        text("INSERT INTO todo (id, title) SELECT g, 'todo ' || g FROM generate_series(1, 3) g")
+    )
+    session.execute(text("UPDATE todo SET id = id + 10, title = 'moved' WHERE id = 3"))
+    session.execute(text("UPDATE todo SET title = 'set', version = version + 5 WHERE id = 2"))
+    session.execute(text("DELETE FROM todo"))
+    session.commit()
+
+    rows = activity(db, "todo")
+    # The rows of one statement in key order: the order of a table scan is the server's.
+    rows[-3:] = sorted(rows[-3:], key=lambda row: row.key["id"])
+    assert [(row.operation, row.key, row.version, row.data["title"]) for row in rows] == [
+        ("insert", {"id": 1}, 0, "todo 1"),
+        ("insert", {"id": 2}, 0, "todo 2"),
+        ("insert", {"id": 3}, 0, "todo 3"),
+        ("update", {"id": 13}, 1, "moved"),
+        ("update", {"id": 2}, 5, "set"),
+        ("delete", {"id": 1}, 1, "todo 1"),
+        ("delete", {"id": 2}, 6, "set"),
+        ("delete", {"id": 13}, 2, "moved"),
+    ]
+    # One statement, one time.
+    assert len({row.changed for row in rows[:3]}) == 1
+
+
+def test_json_and_array_columns_are_compared_by_value(db, Sample):
+    with db.engine.begin() as connection:
+        connection.execute(
+            insert(Sample.__table__).values(id=1, doc={"a": 1}, docb={"b": [1]}, tags=["x"])
+        )
+        # The same values written in other text: no change, no version.
+        connection.execute(
+            text("""UPDATE sample SET doc = '{ "a" : 1 }', docb = '{"b":[1]}', tags = '{x}'""")
+        )
+        connection.execute(text("""UPDATE sample SET doc = '{"a": 2}'"""))
+    sample = db.session.get(Sample, 1)
+    assert [snapshot.typed_data()["doc"] for snapshot in sample.versions()] == [{"a": 1}, {"a": 2}]
+    assert sample.version == 1

@@ -126,18 +126,21 @@ def json_expression(value: str, column_type: types.TypeEngine[Any], where: str) 
     )
 
 
-def needs_escape_check(column_type: types.TypeEngine[Any]) -> bool:
+def may_hold_escape_mark(column_type: types.TypeEngine[Any]) -> bool:
     """Tell whether values of ``column_type`` may hold strings Python would escape."""
     return isinstance(column_type, types.JSON) or (
         isinstance(column_type, types.ARRAY) and isinstance(column_type.item_type, types.String)
     )
 
 
-def escape_check(value: str, where: str) -> str:
-    """Return a PL/pgSQL statement that refuses a value whose snapshot would hold the
-    escape mark U+FDD0 (or a NUL, which ``jsonb`` refuses by itself)."""
+def holds_escape_mark(value: str) -> str:
+    """Return the SQL condition that ``value``'s snapshot would hold U+FDD0."""
+    return f"strpos(to_jsonb({value})::text, {_ESCAPE_MARK_SQL}) > 0"
+
+
+def refuse_escape_mark(where: str) -> str:
+    """Return the PL/pgSQL statement that refuses a value of ``where`` holding U+FDD0,
+    which only the session can store (escaped). A NUL, which ``jsonb`` cannot hold,
+    fails the statement by itself."""
     message = f"chrononaut safety net: {where} holds U+FDD0, which only the session can record"
-    return (
-        f"IF strpos(to_jsonb({value})::text, {_ESCAPE_MARK_SQL}) > 0 THEN "
-        f"RAISE EXCEPTION USING MESSAGE = {literal(message)}; END IF;"
-    )
+    return f"RAISE EXCEPTION USING MESSAGE = {literal(message)};"

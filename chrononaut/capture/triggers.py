@@ -12,61 +12,40 @@ and the triggers' ``WHEN`` clause skips those rows before any trigger code runs.
 ``CHRONONAUT_SAFETY_NET`` off, the session sends nothing at all. Before SQL text it
 runs, the session sends who acts and why as the setting ``chrononaut.context``.
 
-For each netted table there is one PL/pgSQL function and two row triggers: ``BEFORE``
-(an UPDATE that changes a tracked or hidden column without changing ``version`` gets
-``version + 1``, an INSERT without a version gets 0, so the live row agrees with its
-history) and ``AFTER`` (writes the snapshot).
+The SQL of the triggers is made in :mod:`chrononaut.capture.trigger_sql`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from itertools import chain
 from typing import Any
 
 from flask import current_app, has_app_context
-from sqlalchemy import Table, TextClause, bindparam, event, inspect, text, types
+from sqlalchemy import Table, TextClause, bindparam, event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction
 
 from chrononaut.capture.change_info import ChangeInfoMixin, current_blocks
 from chrononaut.capture.guard import versioning_suppressed
 from chrononaut.capture.session import VersionedSession
-from chrononaut.capture.trigger_values import (
-    escape_check,
-    json_expression,
-    literal,
-    needs_escape_check,
-    quote,
+from chrononaut.capture.trigger_sql import (
+    CONTEXT_SETTING,
+    SKIP_SETTING,
+    install_statements,
+    remove_statements,
 )
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.activity import (
-    DELETE,
-    HIDDEN_COLUMNS_CHANGED_KEY,
-    INSERT,
     TIME_TRAVEL_COLUMNS,
     TIME_TRAVEL_MIGRATION,
-    UPDATE,
-    VERSION_KEY,
     activity_class_for,
 )
-from chrononaut.history.columns import VersionedColumns
 
 #: Config key: the application's sessions mark their own writes for the triggers.
 SAFETY_NET_CONFIG = "CHRONONAUT_SAFETY_NET"
-#: The transaction-local settings the session and the triggers share.
-SKIP_SETTING = "chrononaut.skip"
-CONTEXT_SETTING = "chrononaut.context"
-#: What ``user_info["captured_by"]`` holds on rows the triggers wrote.
-CAPTURED_BY_KEY = "captured_by"
-CAPTURED_BY_DATABASE = "database"
-#: The two triggers of a netted table.
-BEFORE_TRIGGER = "chrononaut_net_before"
-AFTER_TRIGGER = "chrononaut_net_after"
-
 _SET_SKIP = text(f"SELECT set_config('{SKIP_SETTING}', :skip, true)")
 _SET_CONTEXT = text(
     f"SELECT set_config('{SKIP_SETTING}', :skip, true), "
@@ -74,9 +53,6 @@ _SET_CONTEXT = text(
 )
 #: ``session.info`` key: the connections a running flush marked.
 _MARKED_KEY = "chrononaut.net_marked"
-#: Pairs per ``jsonb_build_object`` call, which takes at most 100 arguments.
-_PAIRS_PER_CALL = 40
-_MAX_IDENTIFIER = 63
 
 
 def safety_net_on() -> bool:
@@ -201,7 +177,7 @@ def install_safety_net(connection: Connection, models: Iterable[type[Any]]) -> N
     mappers = [_netted_mapper(model) for model in models]
     for mapper in mappers:
         _require_time_travel_columns(connection, activity_class_for(mapper.class_).__table__)
-        _run(connection, _install_statements(mapper))
+        _run(connection, install_statements(mapper))
 
 
 def remove_safety_net(connection: Connection, models: Iterable[type[Any]]) -> None:
@@ -211,7 +187,7 @@ def remove_safety_net(connection: Connection, models: Iterable[type[Any]]) -> No
     """
     for model in models:
         mapper = _mapper_of(model)
-        _run(connection, _remove_statements(mapper))
+        _run(connection, remove_statements(mapper))
 
 
 def _run(connection: Connection, statements: list[str]) -> None:
@@ -259,175 +235,3 @@ def _require_time_travel_columns(connection: Connection, table: Table) -> None:
             "exist yet): the safety net writes both. Create the tables, or add the columns "
             f"with the migration in {TIME_TRAVEL_MIGRATION}, first."
         )
-
-
-def _qualified(schema: str | None, name: str) -> str:
-    return name if schema is None else f"{quote(schema)}.{name}"
-
-
-def function_name(table: Table) -> str:
-    """Return the (quoted, schema-qualified) name of the trigger function of ``table``."""
-    name = f"chrononaut_net_{table.name}"
-    if len(name.encode()) > _MAX_IDENTIFIER:
-        digest = hashlib.sha1(table.name.encode()).hexdigest()[:8]
-        name = f"chrononaut_net_{table.name.encode()[:38].decode(errors='ignore')}_{digest}"
-    return _qualified(table.schema, quote(name))
-
-
-def _install_statements(mapper: Mapper[Any]) -> list[str]:
-    table = mapper.local_table
-    assert isinstance(table, Table)
-    target = _qualified(table.schema, quote(table.name))
-    function = function_name(table)
-    skip_check = f"current_setting('{SKIP_SETTING}', true) IS DISTINCT FROM 'on'"
-    return [
-        _function_sql(mapper, function),
-        *_remove_triggers(target),
-        f"CREATE TRIGGER {BEFORE_TRIGGER} BEFORE INSERT OR UPDATE ON {target} "
-        f"FOR EACH ROW WHEN ({skip_check}) EXECUTE FUNCTION {function}()",
-        f"CREATE TRIGGER {AFTER_TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON {target} "
-        f"FOR EACH ROW WHEN ({skip_check}) EXECUTE FUNCTION {function}()",
-    ]
-
-
-def _remove_triggers(target: str) -> list[str]:
-    return [
-        f"DROP TRIGGER IF EXISTS {name} ON {target}" for name in (BEFORE_TRIGGER, AFTER_TRIGGER)
-    ]
-
-
-def _remove_statements(mapper: Mapper[Any]) -> list[str]:
-    table = mapper.local_table
-    assert isinstance(table, Table)
-    target = _qualified(table.schema, quote(table.name))
-    return [*_remove_triggers(target), f"DROP FUNCTION IF EXISTS {function_name(table)}()"]
-
-
-class _Row:
-    """The SQL of one netted table's values in one record (``NEW`` or ``OLD``)."""
-
-    def __init__(self, mapper: Mapper[Any], record: str) -> None:
-        self.mapper = mapper
-        self.record = record
-        self.table_name = mapper.local_table.name  # type: ignore[attr-defined]
-
-    def value(self, attribute: str) -> str:
-        return f"{self.record}.{quote(self.mapper.columns[attribute].name)}"
-
-    def comparable(self, attribute: str) -> str:
-        # ``json`` has no equality operator; its jsonb form compares as Python would.
-        column_type = self.mapper.columns[attribute].type
-        value = self.value(attribute)
-        return f"{value}::jsonb" if isinstance(column_type, types.JSON) else value
-
-    def json(self, attribute: str) -> str:
-        column = self.mapper.columns[attribute]
-        return json_expression(
-            self.value(attribute), column.type, f"{self.table_name}.{column.name}"
-        )
-
-    def object(self, attributes: Sequence[str], extra: Sequence[str] = ()) -> str:
-        pairs = [f"{literal(name)}, {self.json(name)}" for name in attributes] + list(extra)
-        calls = [
-            f"jsonb_build_object({', '.join(pairs[first : first + _PAIRS_PER_CALL])})"
-            for first in range(0, len(pairs), _PAIRS_PER_CALL)
-        ]
-        return " || ".join(calls) or "'{}'::jsonb"
-
-    def escape_checks(self, attributes: Sequence[str]) -> str:
-        return "\n    ".join(
-            escape_check(self.value(name), f"{self.table_name}.{self.mapper.columns[name].name}")
-            for name in attributes
-            if needs_escape_check(self.mapper.columns[name].type)
-        )
-
-    def tuple(self, attributes: Sequence[str]) -> str:
-        return f"ROW({', '.join(self.comparable(name) for name in attributes)})"
-
-
-def _function_sql(mapper: Mapper[Any], function: str) -> str:
-    columns = VersionedColumns.of(mapper)
-    activity = activity_class_for(mapper.class_).__table__
-    new, old = _Row(mapper, "NEW"), _Row(mapper, "OLD")
-    version = quote(mapper.columns[VERSION_KEY].name)
-    watched = [*columns.tracked, *columns.hidden]
-    if columns.hidden:
-        hidden_update = ", ".join(
-            f"CASE WHEN {new.comparable(name)} IS DISTINCT FROM {old.comparable(name)} "
-            f"THEN {literal(name)} END"
-            for name in columns.hidden
-        )
-        hidden_insert = ", ".join(
-            f"CASE WHEN {new.value(name)} IS NOT NULL THEN {literal(name)} END"
-            for name in columns.hidden
-        )
-        hidden_on_update = f"hidden := array_remove(ARRAY[{hidden_update}], NULL);"
-        hidden_on_insert = f"hidden := array_remove(ARRAY[{hidden_insert}], NULL);"
-    else:
-        hidden_on_update = hidden_on_insert = "NULL;"
-    activity_name = _qualified(activity.schema, quote(activity.name))
-    deleted_data = old.object(columns.tracked, [f"'{VERSION_KEY}', coalesce(OLD.{version}, 0) + 1"])
-    written_data = new.object(columns.tracked, [f"'{VERSION_KEY}', NEW.{version}"])
-    unchanged = (
-        f"{new.tuple([*watched, VERSION_KEY])} IS NOT DISTINCT FROM "
-        f"{old.tuple([*watched, VERSION_KEY])}"
-    )
-    return f"""
-CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $chrononaut$
-DECLARE
-    context jsonb;
-    hidden text[] := '{{}}';
-    row_key jsonb;
-    row_data jsonb;
-BEGIN
-    IF TG_WHEN = 'BEFORE' THEN
-        IF TG_OP = 'INSERT' THEN
-            NEW.{version} := coalesce(NEW.{version}, 0);
-        ELSIF NEW.{version} IS NOT DISTINCT FROM OLD.{version}
-                AND {new.tuple(watched)} IS DISTINCT FROM {old.tuple(watched)} THEN
-            NEW.{version} := coalesce(OLD.{version}, 0) + 1;
-        END IF;
-        RETURN NEW;
-    END IF;
-    IF TG_OP = 'DELETE' THEN
-        {old.escape_checks(columns.tracked)}
-        row_key := {old.object(columns.primary_key)};
-        row_data := {deleted_data};
-    ELSE
-        IF TG_OP = 'UPDATE' THEN
-            IF {unchanged} THEN
-                RETURN NULL;
-            END IF;
-            {hidden_on_update}
-        ELSE
-            {hidden_on_insert}
-        END IF;
-        {new.escape_checks(columns.tracked)}
-        row_key := {new.object(columns.primary_key)};
-        row_data := {written_data};
-    END IF;
-    context := nullif(current_setting('{CONTEXT_SETTING}', true), '')::jsonb;
-    INSERT INTO {activity_name}
-        (table_name, changed, version, key, data, user_info, extra_info, operation,
-         transaction_id)
-    VALUES (
-        {literal(columns.table_name)},
-        statement_timestamp(),
-        (row_data ->> '{VERSION_KEY}')::integer,
-        row_key,
-        row_data,
-        coalesce(context -> 'user_info', '{{"user_id": null, "remote_addr": null}}'::jsonb)
-            || jsonb_build_object('{CAPTURED_BY_KEY}', '{CAPTURED_BY_DATABASE}',
-                                  'database_user', session_user),
-        coalesce(context -> 'extra_info', '{{}}'::jsonb)
-            || CASE WHEN cardinality(hidden) > 0
-                    THEN jsonb_build_object('{HIDDEN_COLUMNS_CHANGED_KEY}', to_jsonb(hidden))
-                    ELSE '{{}}'::jsonb END,
-        CASE TG_OP WHEN 'INSERT' THEN '{INSERT}' WHEN 'UPDATE' THEN '{UPDATE}'
-            ELSE '{DELETE}' END,
-        pg_current_xact_id()::text::bigint
-    );
-    RETURN NULL;
-END
-$chrononaut$
-"""
