@@ -38,6 +38,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
@@ -45,7 +46,7 @@ from sqlalchemy.exc import DBAPIError
 from chrononaut import Versioned, acting_as
 from chrononaut.capture.trigger_sql import TRIGGERS
 from chrononaut.capture.triggers import send_change_context
-from chrononaut.exceptions import ChrononautException, InvalidArgumentError
+from chrononaut.exceptions import ChrononautException, InvalidArgumentError, UnrecordedWriteError
 from chrononaut.unsafe import suppress_versioning
 from tests.models import Priority
 from tests.test_alembic import APP_MODULE, SNIPPETS, env_path, versions
@@ -527,3 +528,58 @@ def test_json_and_array_columns_are_compared_by_value(db, Sample):
     sample = db.session.get(Sample, 1)
     assert [snapshot.typed_data()["doc"] for snapshot in sample.versions()] == [{"a": 1}, {"a": 2}]
     assert sample.version == 1
+
+
+def test_statements_the_session_handles_are_left_to_it(db, net, session):
+    session.add(net.Todo(id=1, title="a"))
+    session.commit()
+    with suppress_versioning():
+        session.execute(update(net.Todo).where(net.Todo.id == 1).values(title="orm"))
+        session.execute(update(net.Todo.__table__).values(title="core"))
+        session.commit()
+    with pytest.raises(UnrecordedWriteError):
+        session.execute(update(net.Todo).values(title="refused"))
+    session.rollback()
+    # Raw SQL afterwards in the same transaction as a handled statement is seen again.
+    with suppress_versioning():
+        session.execute(update(net.Todo.__table__).values(title="core again"))
+    session.connection().execute(text("UPDATE todo SET title = 'raw'"))
+    session.commit()
+
+    assert [(row.operation, row.data["title"]) for row in activity(db, "todo")] == [
+        ("insert", "a"),
+        ("update", "raw"),
+    ]
+
+
+def test_another_client_is_recorded(db, net, session):
+    # A plain driver connection, as psql or another service would write.
+    connection = db.engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute("INSERT INTO todo (id, title) VALUES (1, 'from psql')")
+        connection.commit()
+    finally:
+        connection.close()
+    (row,) = activity(db, "todo")
+    assert (row.operation, row.data["title"], row.user_info) == (
+        "insert",
+        "from psql",
+        {**NOBODY, **DATABASE},
+    )
+
+
+def test_without_the_net_writes_around_the_session_are_not_seen(db, models, session):
+    session.execute(text("INSERT INTO todo (id, title) VALUES (1, 'text')"))
+    session.commit()
+    with db.engine.begin() as connection:
+        connection.execute(update(models.Todo.__table__).values(title="core on the engine"))
+    connection = db.engine.raw_connection()
+    try:
+        connection.cursor().execute("UPDATE todo SET title = 'another client'")
+        connection.commit()
+    finally:
+        connection.close()
+
+    assert session.scalar(select(models.Todo.title)) == "another client"
+    assert activity(db, "todo") == []
