@@ -425,10 +425,16 @@ def test_types_without_an_equal_sql_form_are_refused(app, db):
         id = Column(Integer, primary_key=True)
         length = Column(Interval)
 
+    class Plain(db.Model, Versioned):
+        __tablename__ = "plain"
+        id = Column(Integer, primary_key=True)
+
     db.create_all()
     app.config["CHRONONAUT_SAFETY_NET"] = True
     with pytest.raises(ChrononautException, match=r"span\.length"):
-        db.install_safety_net(Span)
+        db.install_safety_net(Plain, Span)
+    # Checked before anything is made.
+    assert triggers_of(db.session, "plain") == []
 
 
 NETTED_APP_SOURCE = """

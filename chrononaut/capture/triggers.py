@@ -85,14 +85,12 @@ def send_change_context(connection: Connection) -> None:
 
 def _mark_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
     """``before_flush``: the flush's rows are recorded by the session; the triggers skip
-    them."""
+    them until ``after_flush``."""
     if not safety_net_on():
         return
-    mappers = {
-        inspect(type(obj))
-        for obj in chain(session.new, session.dirty, session.deleted)
-        if isinstance(obj, Versioned)
-    }
+    # Every object's bind, not only the versioned objects': a flush may discover
+    # versioned rows to write, orphans deleted by a cascade from another model.
+    mappers = {inspect(type(obj)) for obj in chain(session.new, session.dirty, session.deleted)}
     marked: list[Connection] = []
     for mapper in mappers:
         connection = session.connection(bind_arguments={"mapper": mapper})
@@ -174,10 +172,11 @@ def install_safety_net(connection: Connection, models: Iterable[type[Any]]) -> N
             "installing the safety net: without it the session does not mark its own "
             "writes, and the triggers would record each of them a second time."
         )
-    mappers = [_netted_mapper(model) for model in models]
-    for mapper in mappers:
+    # Every model is checked before anything is made.
+    statements = [(mapper, install_statements(mapper)) for mapper in map(_netted_mapper, models)]
+    for mapper, mapper_statements in statements:
         _require_time_travel_columns(connection, activity_class_for(mapper.class_).__table__)
-        _run(connection, install_statements(mapper))
+        _run(connection, mapper_statements)
 
 
 def remove_safety_net(connection: Connection, models: Iterable[type[Any]]) -> None:
