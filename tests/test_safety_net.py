@@ -272,6 +272,10 @@ def test_install_refuses_what_it_cannot_record(app, db, models):
         db.install_safety_net(models.Dog)
     with pytest.raises(InvalidArgumentError, match="Versioned models"):
         db.install_safety_net(models.Note)
+    # Without arguments: every versioned model, and Animal and its kinds are among them.
+    with pytest.raises(ChrononautException, match="inheritance"):
+        db.install_safety_net()
+    assert triggers_of(db.session, "todo") == []
 
 
 def test_enum_values_are_stored_like_the_session_stores_them(db, net, session):
@@ -318,7 +322,7 @@ def Sample(app, db):
 
     db.create_all()
     app.config["CHRONONAUT_SAFETY_NET"] = True
-    db.install_safety_net(Sample)
+    db.install_safety_net()  # every versioned model: Sample alone here
     return Sample
 
 
@@ -589,3 +593,25 @@ def test_without_the_net_writes_around_the_session_are_not_seen(db, models, sess
 
     assert session.scalar(select(models.Todo.title)) == "another client"
     assert activity(db, "todo") == []
+
+
+def test_a_json_value_without_a_jsonb_form_never_fails_the_session(db, Sample):
+    sample = Sample(id=1, doc="a\x00b")
+    db.session.add(sample)
+    db.session.commit()
+    sample.body = "changed"
+    db.session.commit()
+    db.session.delete(sample)
+    db.session.commit()
+    assert [snapshot.chrononaut_operation for snapshot in sample.versions()] == [
+        "insert",
+        "update",
+        "delete",
+    ]
+
+
+def test_the_configured_change_info_reaches_the_triggers(app, db, net, session):
+    app.config["CHRONONAUT_EXTRA_CHANGE_INFO_FUNC"] = lambda: {"deploy": "v42"}
+    session.execute(text("INSERT INTO todo (id, title) VALUES (1, 'a')"))
+    session.commit()
+    assert activity(db, "todo")[0].extra_info == {"deploy": "v42"}

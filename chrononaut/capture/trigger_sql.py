@@ -108,16 +108,15 @@ def install_statements(mapper: Mapper[Any]) -> list[str]:
         f"{new.tuple([*watched, VERSION_KEY])} IS DISTINCT FROM "
         f"{old.tuple([*watched, VERSION_KEY])}"
     )
-    each_row = f"FOR EACH ROW WHEN ({_NOT_SKIPPED} AND "
     return [
         _function_sql(mapper, function),
         *_drop_triggers(target),
-        f"CREATE TRIGGER {BEFORE_INSERT_TRIGGER} BEFORE INSERT ON {target} {each_row}"
-        f"NEW.{new.version} IS NULL) EXECUTE FUNCTION {function}()",
-        f"CREATE TRIGGER {BEFORE_UPDATE_TRIGGER} BEFORE UPDATE ON {target} {each_row}"
-        f"{changes_version}) EXECUTE FUNCTION {function}()",
-        f"CREATE TRIGGER {UPDATE_TRIGGER} AFTER UPDATE ON {target} {each_row}"
-        f"{changes_snapshot}) EXECUTE FUNCTION {function}()",
+        f"CREATE TRIGGER {BEFORE_INSERT_TRIGGER} BEFORE INSERT ON {target} "
+        f"{_each_row(f'NEW.{new.version} IS NULL')} EXECUTE FUNCTION {function}()",
+        f"CREATE TRIGGER {BEFORE_UPDATE_TRIGGER} BEFORE UPDATE ON {target} "
+        f"{_each_row(changes_version)} EXECUTE FUNCTION {function}()",
+        f"CREATE TRIGGER {UPDATE_TRIGGER} AFTER UPDATE ON {target} "
+        f"{_each_row(changes_snapshot)} EXECUTE FUNCTION {function}()",
         f"CREATE TRIGGER {INSERT_TRIGGER} AFTER INSERT ON {target} REFERENCING NEW TABLE "
         f"AS {_NEW_ROWS} FOR EACH STATEMENT WHEN ({_NOT_SKIPPED}) "
         f"EXECUTE FUNCTION {function}()",
@@ -125,6 +124,13 @@ def install_statements(mapper: Mapper[Any]) -> list[str]:
         f"AS {_OLD_ROWS} FOR EACH STATEMENT WHEN ({_NOT_SKIPPED}) "
         f"EXECUTE FUNCTION {function}()",
     ]
+
+
+def _each_row(condition: str) -> str:
+    # CASE, not AND: only CASE fixes the order, and the session's rows must never
+    # evaluate the condition, which may fail (a ``json`` value with ``\u0000`` has no
+    # ``jsonb`` form to compare).
+    return f"FOR EACH ROW WHEN (CASE WHEN {_NOT_SKIPPED} THEN {condition} ELSE false END)"
 
 
 def remove_statements(mapper: Mapper[Any]) -> list[str]:
