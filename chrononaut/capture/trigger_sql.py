@@ -203,12 +203,18 @@ class _Row:
         return "\n    ".join(checks)
 
 
-def _hidden_array(hidden: Sequence[str], changed: Callable[[str], str]) -> str:
-    """The SQL ``text[]`` of the ``hidden`` attributes whose ``changed`` condition holds."""
+def _hidden_changes(hidden: Sequence[str], changed: Callable[[str], str]) -> str:
+    """The SQL that adds ``hidden_cols_changed`` to ``extra_info``: the ``hidden``
+    attributes whose ``changed`` condition holds, and nothing when none does."""
     if not hidden:
-        return "'{}'::text[]"
+        return ""
     cases = ", ".join(f"CASE WHEN {changed(name)} THEN {literal(name)} END" for name in hidden)
-    return f"array_remove(ARRAY[{cases}]::text[], NULL)"
+    names = f"nullif(array_remove(ARRAY[{cases}]::text[], NULL), '{{}}')"
+    # A NULL list makes a null member, which jsonb_strip_nulls drops: one evaluation.
+    return (
+        f" || jsonb_strip_nulls(jsonb_build_object('{HIDDEN_COLUMNS_CHANGED_KEY}', "
+        f"to_jsonb({names})))"
+    )
 
 
 def _activity_columns(mapper: Mapper[Any]) -> str:
@@ -220,18 +226,15 @@ def _activity_columns(mapper: Mapper[Any]) -> str:
 
 
 def _activity_values(
-    columns: VersionedColumns, row: _Row, data: str, hidden: str, operation: str
+    columns: VersionedColumns, row: _Row, data: str, version: str, hidden: str, operation: str
 ) -> str:
     """The SELECT list of one activity row; ``context`` is the function's variable."""
-    return f"""{literal(columns.table_name)}, statement_timestamp(),
-        ({data} ->> '{VERSION_KEY}')::integer, {row.object(columns.primary_key)}, {data},
+    return f"""{literal(columns.table_name)}, statement_timestamp(), {version},
+        {row.object(columns.primary_key)}, {data},
         coalesce(context -> 'user_info', '{{"user_id": null, "remote_addr": null}}'::jsonb)
             || jsonb_build_object('{CAPTURED_BY_KEY}', '{CAPTURED_BY_DATABASE}',
                                   'database_user', session_user),
-        coalesce(context -> 'extra_info', '{{}}'::jsonb)
-            || CASE WHEN cardinality({hidden}) > 0
-                    THEN jsonb_build_object('{HIDDEN_COLUMNS_CHANGED_KEY}', to_jsonb({hidden}))
-                    ELSE '{{}}'::jsonb END,
+        coalesce(context -> 'extra_info', '{{}}'::jsonb){hidden},
         '{operation}', pg_current_xact_id()::text::bigint"""
 
 
@@ -240,20 +243,40 @@ def _function_sql(mapper: Mapper[Any], function: str) -> str:
     new, old = _Row(mapper, "NEW"), _Row(mapper, "OLD")
     inserted, deleted = _Row(mapper, "n"), _Row(mapper, "o")
     insert_into = _activity_columns(mapper)
-    inserted_data = inserted.object(columns.tracked, f"n.{inserted.version}")
-    deleted_data = deleted.object(columns.tracked, f"coalesce(o.{deleted.version}, 0) + 1")
-    hidden_inserted = _hidden_array(
-        columns.hidden, lambda name: f"{inserted.value(name)} IS NOT NULL"
+    inserted_version = f"n.{inserted.version}"
+    deleted_version = f"coalesce(o.{deleted.version}, 0) + 1"
+    updated_version = f"NEW.{new.version}"
+    inserted_values = _activity_values(
+        columns,
+        inserted,
+        inserted.object(columns.tracked, inserted_version),
+        inserted_version,
+        _hidden_changes(columns.hidden, lambda name: f"{inserted.value(name)} IS NOT NULL"),
+        INSERT,
     )
-    hidden_updated = _hidden_array(
-        columns.hidden,
-        lambda name: f"{new.comparable(name)} IS DISTINCT FROM {old.comparable(name)}",
+    deleted_values = _activity_values(
+        columns,
+        deleted,
+        deleted.object(columns.tracked, deleted_version),
+        deleted_version,
+        "",
+        DELETE,
+    )
+    updated_values = _activity_values(
+        columns,
+        new,
+        new.object(columns.tracked, updated_version),
+        updated_version,
+        _hidden_changes(
+            columns.hidden,
+            lambda name: f"{new.comparable(name)} IS DISTINCT FROM {old.comparable(name)}",
+        ),
+        UPDATE,
     )
     return f"""
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $chrononaut$
 DECLARE
     context jsonb;
-    row_data jsonb;
 BEGIN
     -- The triggers' WHEN clauses call the BEFORE ones only for rows to change.
     IF TG_WHEN = 'BEFORE' AND TG_OP = 'INSERT' THEN
@@ -267,18 +290,17 @@ BEGIN
     IF TG_LEVEL = 'STATEMENT' AND TG_OP = 'INSERT' THEN
         {inserted.escape_checks(columns.tracked, _NEW_ROWS)}
         {insert_into}
-        SELECT {_activity_values(columns, inserted, inserted_data, hidden_inserted, INSERT)}
+        SELECT {inserted_values}
         FROM {_NEW_ROWS} AS n;
     ELSIF TG_LEVEL = 'STATEMENT' THEN
         {deleted.escape_checks(columns.tracked, _OLD_ROWS)}
         {insert_into}
-        SELECT {_activity_values(columns, deleted, deleted_data, "'{}'::text[]", DELETE)}
+        SELECT {deleted_values}
         FROM {_OLD_ROWS} AS o;
     ELSE
         {new.escape_checks(columns.tracked)}
-        row_data := {new.object(columns.tracked, f"NEW.{new.version}")};
         {insert_into}
-        VALUES ({_activity_values(columns, new, "row_data", hidden_updated, UPDATE)});
+        VALUES ({updated_values});
     END IF;
     RETURN NULL;
 END
