@@ -14,7 +14,7 @@ from chrononaut.capture import recorder, triggers
 from chrononaut.capture.change_info import DEFAULT_USER_ID_ATTRIBUTE, USER_ID_ATTRIBUTE
 from chrononaut.capture.session import VersionedSession
 from chrononaut.capture.versioned import Versioned
-from chrononaut.exceptions import InvalidArgumentError
+from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.activity import Activity, activity_factory
 
 if TYPE_CHECKING:
@@ -120,12 +120,27 @@ class VersionedSQLAlchemy(SessionFactoryHook):
             triggers.remove_safety_net(connection, self._netted(models))
 
     def _netted(self, models: Iterable[type[Versioned]]) -> list[type[Versioned]]:
+        """Return ``models``, or every versioned model of ``db.Model``.
+
+        :raises ChrononautException: a model is stored under a ``__bind_key__``: its
+            history goes to the activity table of the default database, which triggers
+            in the model's own database cannot write.
+        """
         chosen = list(models)
-        if chosen:
-            return chosen
-        model_registry: registry = cast(Any, self.Model).registry
-        return [
-            mapper.class_
-            for mapper in model_registry.mappers
-            if issubclass(mapper.class_, Versioned)
-        ]
+        if not chosen:
+            model_registry: registry = cast(Any, self.Model).registry
+            chosen = [
+                mapper.class_
+                for mapper in model_registry.mappers
+                if issubclass(mapper.class_, Versioned)
+            ]
+        for model in chosen:
+            table = getattr(model, "__table__", None)
+            bind_key = None if table is None else table.metadata.info.get("bind_key")
+            if bind_key is not None:
+                raise ChrononautException(
+                    f"{model.__name__} is stored under the bind key {bind_key!r}, its "
+                    "history in the default database: the safety net's triggers can only "
+                    "write history in the table's own database. Leave the model out."
+                )
+        return chosen

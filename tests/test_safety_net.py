@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.config import Config
+from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import (
@@ -43,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 
-from chrononaut import Versioned, acting_as
+from chrononaut import Versioned, VersionedSQLAlchemy, acting_as
 from chrononaut.capture.trigger_sql import TRIGGERS
 from chrononaut.capture.triggers import send_change_context
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError, UnrecordedWriteError
@@ -145,6 +146,15 @@ def test_orm_flush_and_sql_text_in_one_transaction_are_recorded_once_each(db, ne
     ]
     assert session.get(net.Todo, todo.id).version == 3
     assert len({row.transaction_id for row in rows}) == 1
+
+    # A row inserted by SQL, then changed through the session in the same transaction.
+    session.execute(text("INSERT INTO todo (id, title) VALUES (99, 'sql')"))
+    inserted = session.get(net.Todo, 99)
+    inserted.title = "orm"
+    session.commit()
+    assert [
+        (row.operation, row.version, "captured_by" in row.user_info) for row in activity(db, "todo")
+    ][4:] == [("insert", 0, True), ("update", 1, False)]
 
 
 def test_a_rolled_back_transaction_records_nothing(db, net, session):
@@ -615,3 +625,28 @@ def test_the_configured_change_info_reaches_the_triggers(app, db, net, session):
     session.execute(text("INSERT INTO todo (id, title) VALUES (1, 'a')"))
     session.commit()
     assert activity(db, "todo")[0].extra_info == {"deploy": "v42"}
+
+
+def test_a_model_of_another_bind_is_refused(database_url):
+    url = database_url.render_as_string(hide_password=False)
+    app = Flask(__name__)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=url, SQLALCHEMY_BINDS={"reports": url}, CHRONONAUT_SAFETY_NET=True
+    )
+    db = VersionedSQLAlchemy(app)
+
+    class Report(db.Model, Versioned):
+        __bind_key__ = "reports"
+        __tablename__ = "report"
+        id = Column(Integer, primary_key=True)
+
+    with app.app_context():
+        try:
+            db.create_all()
+            with pytest.raises(ChrononautException, match="bind key 'reports'"):
+                db.install_safety_net()
+            assert triggers_of(db.session, "report") == []
+        finally:
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
