@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 from flask.cli import AppGroup
 
 from chrononaut._compat import SessionFactoryHook
-from chrononaut.capture import recorder
+from chrononaut.capture import recorder, triggers
 from chrononaut.capture.change_info import DEFAULT_USER_ID_ATTRIBUTE, USER_ID_ATTRIBUTE
 from chrononaut.capture.session import VersionedSession
 from chrononaut.capture.undo_transaction import RevertedTransaction, revert_transaction
-from chrononaut.exceptions import InvalidArgumentError
+from chrononaut.capture.versioned import Versioned
+from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.activity import Activity, activity_factory
 from chrononaut.history.past import PastSession, open_past_session
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from flask import Flask
+    from sqlalchemy.orm import registry
 
 #: The module of the ``flask chrononaut`` commands, imported when one of them runs.
 _CLI_MODULE = "chrononaut.interfaces.cli"
@@ -59,6 +62,7 @@ class VersionedSQLAlchemy(SessionFactoryHook):
         self.metadata._activity_cls = activity_class  # type: ignore[attr-defined]
         self._activity_class = activity_class
         recorder.listen(activity_class)
+        triggers.listen()
 
     @property
     def activity_cls(self) -> type[Activity]:
@@ -132,6 +136,7 @@ class VersionedSQLAlchemy(SessionFactoryHook):
         app.config.setdefault("CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO", False)
         app.config.setdefault("CHRONONAUT_EXTRA_CHANGE_INFO_FUNC", None)
         app.config.setdefault(USER_ID_ATTRIBUTE, DEFAULT_USER_ID_ATTRIBUTE)
+        app.config.setdefault(triggers.SAFETY_NET_CONFIG, False)
         super().init_app(app)
         app.extensions["chrononaut"] = self
         app.cli.add_command(
@@ -151,3 +156,53 @@ class VersionedSQLAlchemy(SessionFactoryHook):
                 f"The session class {session_class.__name__} must subclass "
                 "chrononaut.VersionedSession, or its changes would not be versioned."
             )
+
+    def install_safety_net(self, *models: type[Versioned]) -> None:
+        """Install the safety net (database triggers that record the writes the session
+        does not see) on the tables of ``models``, or of every versioned model of
+        ``db.Model``; run it again after their columns change. See
+        :doc:`/safety-net`.
+
+        .. versionadded:: 1.0
+
+        :param models: versioned models, each with a table of its own.
+        :raises ChrononautException: ``CHRONONAUT_SAFETY_NET`` is off, or a model cannot
+            be netted (see :func:`chrononaut.capture.triggers.install_safety_net`).
+        """
+        with self.engine.begin() as connection:
+            triggers.install_safety_net(connection, self._netted(models))
+
+    def remove_safety_net(self, *models: type[Versioned]) -> None:
+        """Remove the safety net from the tables of ``models``, or of every versioned
+        model of ``db.Model``; tables without it are left as they are.
+
+        .. versionadded:: 1.0
+        """
+        with self.engine.begin() as connection:
+            triggers.remove_safety_net(connection, self._netted(models))
+
+    def _netted(self, models: Iterable[type[Versioned]]) -> list[type[Versioned]]:
+        """Return ``models``, or every versioned model of ``db.Model``.
+
+        :raises ChrononautException: a model is stored under a ``__bind_key__``: its
+            history goes to the activity table of the default database, which triggers
+            in the model's own database cannot write.
+        """
+        chosen = list(models)
+        if not chosen:
+            model_registry: registry = cast(Any, self.Model).registry
+            chosen = [
+                mapper.class_
+                for mapper in model_registry.mappers
+                if issubclass(mapper.class_, Versioned)
+            ]
+        for model in chosen:
+            table = getattr(model, "__table__", None)
+            bind_key = None if table is None else table.metadata.info.get("bind_key")
+            if bind_key is not None:
+                raise ChrononautException(
+                    f"{model.__name__} is stored under the bind key {bind_key!r}, its "
+                    "history in the default database: the safety net's triggers can only "
+                    "write history in the table's own database. Leave the model out."
+                )
+        return chosen
