@@ -31,6 +31,7 @@ from chrononaut.interfaces.export import (
     timeline_document,
 )
 from chrononaut.interfaces.maintenance_commands import erase_command, prune_command
+from chrononaut.interfaces.state import state_at
 from chrononaut.interfaces.text import (
     MAX_ROWS,
     format_key,
@@ -172,7 +173,7 @@ def history_command(model_name: str, key: str, output_format: str) -> None:
     for entry in entries:
         heading = [
             f"Version {entry.version}",
-            entry.kind,
+            f"{entry.kind} ({entry.undo})" if entry.undo else entry.kind,
             f"{utc(entry.changed):%Y-%m-%d %H:%M:%S} UTC",
             f"user: {as_text(entry.user_id)}",
             f"address: {as_text(entry.remote_addr)}",
@@ -189,6 +190,66 @@ def history_command(model_name: str, key: str, output_format: str) -> None:
         console.print(table)
     if has_been_deleted(entries):
         console.print(_text(f"{model.__name__} {shown_key} has been deleted."))
+
+
+@chrononaut_cli.command("as-of")
+@click.argument("model_name", metavar="MODEL")
+@click.argument("at", metavar="TIME", callback=_parsed_option(parse_time))
+@click.option("--limit", type=click.IntRange(min=1, max=MAX_ROWS), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0, max=MAX_ROWS), default=0, show_default=True)
+@_format_option
+def as_of_command(
+    model_name: str, at: datetime, limit: int, offset: int, output_format: str
+) -> None:
+    """Print the objects of a model as they were at TIME, ordered by key.
+
+    MODEL is a versioned model's class or table name; TIME an ISO 8601 time, UTC unless
+    it names a zone. A change made exactly at TIME is included. Hidden and untracked
+    columns are not shown.
+    """
+    model = _model_argument(model_name)
+    try:
+        page = state_at(extension().session(), model, at, limit=limit, offset=offset)
+    except ChrononautException as error:
+        raise click.ClickException(str(error)) from None
+    header = [*page.columns, "since"]
+    if output_format == "json":
+        _write_json(
+            {
+                "model": model.__name__,
+                "at": utc(at).isoformat(),
+                "objects": [
+                    {
+                        **dict(zip(page.columns, values, strict=True)),
+                        "since": utc(changed).isoformat(),
+                    }
+                    for _, values, changed in page.rows
+                ],
+                "more": page.has_next,
+            }
+        )
+        return
+    if output_format == "csv":
+        _write_csv(
+            header,
+            (
+                [*(as_text(value) for value in values), utc(changed).isoformat()]
+                for _, values, changed in page.rows
+            ),
+        )
+        return
+    console = _console()
+    console.print(_text(f"{model.__name__} at {utc(at):%Y-%m-%d %H:%M:%S} UTC", style="bold"))
+    table = _table(*header)
+    for _, values, changed in page.rows:
+        table.add_row(
+            *(_cell(value) for value in values), _text(f"{utc(changed):%Y-%m-%d %H:%M:%S}")
+        )
+    console.print(table)
+    if not page.rows:
+        console.print(_text(f"No {model.__name__} existed then."))
+    elif page.has_next:
+        console.print(_text(f"More objects follow: --offset {offset + limit}.", style="dim"))
 
 
 @chrononaut_cli.command("activity")
@@ -252,7 +313,7 @@ def activity_command(
         columns = columns_text(entry)
         table.add_row(
             _text(f"{utc(entry.changed):%Y-%m-%d %H:%M:%S}"),
-            _text(entry.kind),
+            _text(f"{entry.kind} ({entry.undo})" if entry.undo else entry.kind),
             _text(as_text(model_label(entry))),
             _text(as_text(format_key(dict(entry.snapshot.chrononaut_key)))),
             _text(str(entry.version)),

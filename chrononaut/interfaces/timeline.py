@@ -36,6 +36,7 @@ from sqlalchemy import (
     tuple_,
 )
 
+from chrononaut.capture.undo import REVERTED_TO_KEY, REVERTED_TRANSACTION_KEY, UNDELETED_KEY
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import InvalidArgumentError
 from chrononaut.extension import VersionedSQLAlchemy
@@ -69,6 +70,9 @@ HIDDEN_MARKER = "changed (hidden)"
 #: The kinds of change :func:`kind_of` tells apart, as the viewer and the commands
 #: label them.
 CREATED, CHANGED, DELETED = "created", "changed", "deleted"
+
+#: How the viewer and the commands mark a change an undo made (:attr:`TimelineEntry.undo`).
+REVERTED, RESTORED = "reverted", "restored"
 
 #: The kinds the activity feed can be filtered by (:func:`kind_condition`).
 FILTERABLE_KINDS = (CREATED, CHANGED, DELETED)
@@ -146,6 +150,19 @@ class TimelineEntry:
         """What happened to the object: :data:`CREATED`, :data:`CHANGED` or
         :data:`DELETED`."""
         return _KIND_OF_OPERATION[self.operation]
+
+    @property
+    def undo(self) -> str | None:
+        """:data:`RESTORED` for an object brought back after its delete, :data:`REVERTED`
+        for any other change an undo made (``revert_to``, ``revert_transaction``),
+        ``None`` for ordinary changes: read from the keys the undo recorded in
+        ``extra_info``."""
+        extra_info = self.snapshot.chrononaut_extra_info
+        if UNDELETED_KEY in extra_info:
+            return RESTORED
+        if REVERTED_TO_KEY in extra_info or REVERTED_TRANSACTION_KEY in extra_info:
+            return REVERTED
+        return None
 
     @property
     def model(self) -> type[Any] | None:

@@ -20,7 +20,8 @@ from typing import Any
 from flask import Blueprint, abort, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from chrononaut.exceptions import InvalidArgumentError
+from chrononaut.exceptions import ChrononautException, InvalidArgumentError
+from chrononaut.history.serialization import UTC
 from chrononaut.interfaces.display import (
     MISSING,
     MISSING_LABEL,
@@ -28,6 +29,7 @@ from chrononaut.interfaces.display import (
     model_label,
     readable_state,
 )
+from chrononaut.interfaces.state import state_at
 from chrononaut.interfaces.text import (
     format_key,
     parse_key,
@@ -75,7 +77,8 @@ def history_blueprint(
         request context; the page is shown only when it returns true. ``None`` (the
         default) refuses every page with 403, so history is never shown by accident.
     :param name: the blueprint name, for registering more than one viewer.
-    :param per_page: how many changes one page of the activity feed shows.
+    :param per_page: how many changes one page of the activity feed shows, and how
+        many objects one page of a model's state at a time.
     :return: a blueprint to pass to :meth:`flask.Flask.register_blueprint`.
     :raises ValueError: ``per_page`` is less than 1.
     """
@@ -134,6 +137,10 @@ def history_blueprint(
     def timeline(model_name: str) -> str:
         return _timeline_page(model_name)
 
+    @blueprint.route("/objects/<model_name>/as-of")
+    def state(model_name: str) -> tuple[str, int]:
+        return _state_page(model_name, per_page)
+
     return blueprint
 
 
@@ -169,6 +176,55 @@ def _timeline_page(model_name: str) -> str:
         newest_life=len(newest_life(entries)),
         deleted=has_been_deleted(entries),
     )
+
+
+def _state_page(model_name: str, per_page: int) -> tuple[str, int]:
+    try:
+        model = versioned_model(model_name)
+    except ValueError as error:
+        abort(404, str(error))
+    args = request.args
+    errors = []
+    at = datetime.now(UTC)
+    if args.get("at"):
+        try:
+            at = parse_time(args["at"])
+        except ValueError as error:
+            errors.append(f"at: {error}")
+    try:
+        number = parse_page(args.get("page", "1"), per_page)
+    except ValueError as error:
+        errors.append(f"page: {error}")
+        number = 1
+    page = None
+    if not errors:
+        try:
+            page = state_at(
+                extension().session(), model, at, limit=per_page, offset=(number - 1) * per_page
+            )
+        except ChrononautException as error:
+            # A table made before the time-travel columns: the message names the migration.
+            errors.append(str(error))
+    query: dict[str, Any] = {"at": utc(at).isoformat()}
+    html = render_template(
+        "chrononaut/state.html",
+        model=model,
+        at=at,
+        page=page,
+        rows=[
+            (values, changed, url_for(".timeline", model_name=model.__name__, key=format_key(key)))
+            for key, values, changed in (page.rows if page else [])
+        ],
+        errors=errors,
+        number=number,
+        previous_url=url_for(".state", model_name=model.__name__, page=number - 1, **query)
+        if number > 1
+        else None,
+        next_url=url_for(".state", model_name=model.__name__, page=number + 1, **query)
+        if page and page.has_next
+        else None,
+    )
+    return html, 400 if errors else 200
 
 
 def _activity_page(per_page: int) -> tuple[str, int]:
