@@ -23,7 +23,7 @@ the reason in the message.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -211,11 +211,13 @@ def _run(execute_state: ORMExecuteState, recording: _Recording) -> Result[Any]:
     # Dated after the statement and the autoflush it ran first, whose changes come before.
     changed = datetime.now(UTC)
     rows = _returned_rows(result, recording.operation, execute_state.is_executemany)
+    if not rows:
+        return result
+    snapshots.prepare(rows[0]._fields)
     if recording.operation == UPDATE:
         _refresh_loaded(session, mapper, rows, snapshots.values_of)
     activity_rows = [snapshots.activity_row(row) for row in rows]
-    if activity_rows:
-        write_snapshots(session, {snapshots.activity_table: activity_rows}, changed)
+    write_snapshots(session, {snapshots.activity_table: activity_rows}, changed)
     return result
 
 
@@ -224,6 +226,20 @@ def _returned_rows(result: Result[Any], operation: str, executemany: bool) -> Se
         return result.all()
     rows: Sequence[Row[Any]] | None = getattr(result, "returned_defaults_rows", None)
     return rows or ()
+
+
+@dataclass
+class _RowsOf:
+    """What the snapshots of one mapper's rows share, worked out once per statement."""
+
+    columns: VersionedColumns
+    #: ``(attribute, position in the returned row)`` of each column attribute.
+    positions: list[tuple[str, int]]
+    user_info: dict[str, Any]
+    extra_info: dict[str, Any]
+    #: A transient instance that holds each row's values in turn: the snapshot rules
+    #: of :class:`~chrononaut.history.columns.VersionedColumns` take an instance.
+    holder: Any
 
 
 class _SnapshotBuilder:
@@ -237,98 +253,111 @@ class _SnapshotBuilder:
     def __init__(
         self, session: Session, record: FlushRecord, mapper: Mapper[Any], recording: _Recording
     ) -> None:
-        self.record = record
         self.operation = recording.operation
         self.assigned = recording.assigned
         self.activity_table: Table = activity_class_for(mapper.class_).__table__
+        self._mapper = mapper
+        self._table = mapper.local_table
         self._mappers = _row_mappers(mapper)
-        table = mapper.local_table
         discriminator = mapper.polymorphic_on
         self._discriminator = (
             discriminator
-            if len(self._mappers) > 1 and discriminator is not None and discriminator.table is table
+            if len(self._mappers) > 1
+            and discriminator is not None
+            and discriminator.table is self._table
             else None
         )
-        self._attributes = {m: _stored_attributes(m, table) for m in self._mappers}
         encode = json_serializer(session.get_bind(mapper=mapper).dialect)
-        self._info: dict[Mapper[Any], tuple[dict[str, Any], Callable[[], dict[str, Any]]]] = {}
+        self._info: dict[Mapper[Any], tuple[dict[str, Any], dict[str, Any]]] = {}
         for row_mapper in self._mappers:
             model = row_mapper.class_
             user_info = record.user_info_for(model)
-            extra_info = self._extra_info_of(model)
+            # A statement writes no loaded object, so no info appended to one applies.
+            extra_info = record.extra_info_for(model, instance_state(new_instance(row_mapper)))
             encode(user_info)
-            encode(extra_info())
+            encode(extra_info)
             self._info[row_mapper] = (user_info, extra_info)
+        self._rows_of: dict[Mapper[Any], _RowsOf] = {}
+        self._discriminator_position = 0
 
-    def _extra_info_of(self, model: type[Any]) -> Callable[[], dict[str, Any]]:
-        # A statement writes no loaded object, so no info appended to one applies.
-        unloaded = instance_state(new_instance(inspect(model)))
-        return lambda: self.record.extra_info_for(model, unloaded)
+    def prepare(self, fields: Sequence[str]) -> None:
+        """Find where each column is in the returned rows, whose names are ``fields``."""
+        position = {name: index for index, name in enumerate(fields)}
 
-    def mapper_of(self, row: Row[Any]) -> Mapper[Any]:
+        def position_of(column: Any) -> int:
+            return position[column.key] if column.key in position else position[column.name]
+
+        if self._discriminator is not None:
+            self._discriminator_position = position_of(self._discriminator)
+        for row_mapper in self._mappers:
+            user_info, extra_info = self._info[row_mapper]
+            columns = VersionedColumns.of(row_mapper)
+            hidden = self._hidden_assigned(columns)
+            if hidden:
+                extra_info = {**extra_info, HIDDEN_COLUMNS_CHANGED_KEY: hidden}
+            self._rows_of[row_mapper] = _RowsOf(
+                columns=columns,
+                positions=[
+                    (prop.key, position_of(prop.columns[0]))
+                    for prop in row_mapper.column_attrs
+                    if getattr(prop.columns[0], "table", None) is self._table
+                ],
+                user_info=user_info,
+                extra_info=extra_info,
+                holder=new_instance(row_mapper),
+            )
+
+    def values_of(self, row: Row[Any]) -> dict[str, Any]:
+        """The values of ``row`` by attribute name."""
+        return {key: row[position] for key, position in self._rows_of_row(row).positions}
+
+    def _rows_of_row(self, row: Row[Any]) -> _RowsOf:
         if self._discriminator is None:
-            return self._mappers[0]
-        identity = row._mapping[self._discriminator]
-        row_mapper: Mapper[Any] = self._mappers[0].polymorphic_map.get(identity, self._mappers[0])
-        return row_mapper
-
-    def values_of(self, row: Row[Any]) -> tuple[Mapper[Any], dict[str, Any]]:
-        """The row's mapper, and its values by attribute name."""
-        row_mapper = self.mapper_of(row)
-        mapping = row._mapping
-        return row_mapper, {key: mapping[column] for key, column in self._attributes[row_mapper]}
+            return self._rows_of[self._mapper]
+        identity = row[self._discriminator_position]
+        row_mapper = self._mapper.polymorphic_map.get(identity, self._mapper)
+        return self._rows_of[row_mapper if row_mapper in self._rows_of else self._mapper]
 
     def activity_row(self, row: Row[Any]) -> dict[str, Any]:
-        row_mapper, values = self.values_of(row)
-        # The snapshot rules take an instance: a transient one holds the row's values.
-        obj = new_instance(row_mapper)
-        instance_state(obj).dict.update(values)
-        columns = VersionedColumns.of(row_mapper)
-        data = columns.data_of(obj)
-        user_info, extra_info_of = self._info[row_mapper]
-        extra_info = extra_info_of()
+        rows_of = self._rows_of_row(row)
+        columns = rows_of.columns
+        # Each row sets every attribute the snapshot reads, over the previous row's.
+        values = instance_state(rows_of.holder).dict
+        values.update([(key, row[position]) for key, position in rows_of.positions])
+        data = columns.data_of(rows_of.holder)
         if self.operation == DELETE:
             data[VERSION_KEY] = (data[VERSION_KEY] or 0) + 1
         elif data[VERSION_KEY] is None:
             # A version column without a default: NULL counts as version 0.
             data[VERSION_KEY] = 0
-        hidden = self._hidden_changed(columns, values)
-        if hidden:
-            extra_info[HIDDEN_COLUMNS_CHANGED_KEY] = hidden
+        extra_info = rows_of.extra_info
+        if self.operation == INSERT:
+            # The hidden columns a new row gives a value.
+            hidden = [key for key in columns.hidden if values[key] is not None]
+            if hidden:
+                extra_info = {**extra_info, HIDDEN_COLUMNS_CHANGED_KEY: hidden}
         return {
             "table_name": columns.table_name,
             "version": data[VERSION_KEY],
-            "key": columns.key_of(obj),
+            "key": columns.key_of(rows_of.holder),
             "data": data,
-            "user_info": user_info,
+            "user_info": rows_of.user_info,
             "extra_info": extra_info,
             "operation": self.operation,
         }
 
-    def _hidden_changed(self, columns: VersionedColumns, values: Mapping[str, Any]) -> list[str]:
-        """The hidden attributes the statement set: those an UPDATE assigns, those an
-        INSERT gives a value; a DELETE lists none, as a flush does."""
+    def _hidden_assigned(self, columns: VersionedColumns) -> list[str]:
+        """The hidden attributes an UPDATE sets; a DELETE lists none, as a flush does."""
         if self.operation == UPDATE:
             return [key for key in columns.hidden if key in self.assigned]
-        if self.operation == INSERT:
-            return [key for key in columns.hidden if values[key] is not None]
         return []
-
-
-def _stored_attributes(mapper: Mapper[Any], table: Any) -> list[tuple[str, Any]]:
-    """``(attribute, column)`` of each column attribute of ``mapper`` stored in ``table``."""
-    return [
-        (prop.key, prop.columns[0])
-        for prop in mapper.column_attrs
-        if getattr(prop.columns[0], "table", None) is table
-    ]
 
 
 def _refresh_loaded(
     session: Session,
     mapper: Mapper[Any],
     rows: Sequence[Row[Any]],
-    values_of: Callable[[Row[Any]], tuple[Mapper[Any], dict[str, Any]]],
+    values_of: Callable[[Row[Any]], dict[str, Any]],
 ) -> None:
     """Give the loaded objects of the rows an UPDATE wrote the values it returned.
 
@@ -344,13 +373,13 @@ def _refresh_loaded(
     ]
     if not loaded:
         return
-    stored_identity = VersionedColumns.of(mapper).stored_identity
+    columns = VersionedColumns.of(mapper)
     by_identity: dict[Any, dict[str, Any]] = {}
     for row in rows:
-        _, values = values_of(row)
-        by_identity[tuple(values[key] for key in VersionedColumns.of(mapper).primary_key)] = values
+        values = values_of(row)
+        by_identity[tuple(values[key] for key in columns.primary_key)] = values
     for state in loaded:
-        returned = by_identity.get(stored_identity(state.identity))
+        returned = by_identity.get(columns.stored_identity(state.identity))
         if returned is None:
             continue
         pending = changed_since_load(state)

@@ -43,12 +43,12 @@ METADATAS_KEY = "chrononaut.metadatas"
 
 @contextmanager
 def suppress_versioning(allow_deleting_history: bool = False) -> Iterator[None]:
-    """Write no history for the changes flushed inside the block.
+    """Write no history for the changes flushed or executed inside the block.
 
     Versions are neither bumped nor recorded, so the next recorded change continues
-    from the last recorded version. Statements that write versioned tables and the
-    ``bulk_*`` session methods, refused otherwise, run in the block. Rows are still
-    locked and checked against concurrent changes.
+    from the last recorded version. Statements that write versioned tables run as
+    written, and those and the ``bulk_*`` session methods that are refused otherwise
+    run too. Rows are still locked and checked against concurrent changes.
 
     :param allow_deleting_history: also allow changing and deleting activity rows and
         snapshots; the commit that changes them must happen inside the block.
