@@ -402,14 +402,19 @@ def test_a_delete_records_each_row_it_removes(db, session, models, three):
     assert _live_versions(session, Todo) == {first: 0}
 
 
-@pytest.mark.parametrize("form", ["list of rows", "values"])
+@pytest.mark.parametrize("form", ["list of rows", "values", "select"])
 def test_an_insert_records_each_row_it_adds(db, session, models, form):
     Todo = models.Todo
-    rows = [{"title": "a", "done": True}, {"title": "b"}]
+    rows = [{"title": "a", "done": True}, {"title": "b", "done": False}]
     if form == "list of rows":
         session.execute(insert(Todo), rows)
-    else:
+    elif form == "values":
         session.execute(insert(Todo).values(rows))
+    else:
+        chosen = sa.values(sa.column("title"), sa.column("done"), name="chosen").data(
+            [(row["title"], row["done"]) for row in rows]
+        )
+        session.execute(insert(Todo).from_select(["title", "done"], select(chosen)))
     session.commit()
 
     ids = sorted(_live_versions(session, Todo))
@@ -428,6 +433,32 @@ def test_query_update_and_delete_return_their_row_counts(db, session, models, th
 
     assert sorted(_history(db)[3:5]) == [(first, "update", 1, "x"), (second, "update", 1, "x")]
     assert _history(db)[5] == (first, "delete", 2, "x")
+
+
+def test_subqueries_of_other_tables_are_recorded(db, session, models, three):
+    Todo, Note = models.Todo, models.Note
+    session.add(Note(body="two"))
+    session.execute(update(Todo).where(Todo.title.in_(select(Note.body))).values(done=True))
+    session.execute(
+        update(Todo).values(text=select(Note.body).where(Note.body == Todo.title).scalar_subquery())
+    )
+    session.execute(delete(Todo).where(sa.exists().where(Note.body == Todo.title)))
+    session.commit()
+
+    by_key = {}
+    for row in activity_rows(db):
+        by_key.setdefault(row.key["id"], []).append((row.operation, row.version, row.data["text"]))
+    first, second, third = three
+    assert by_key == {
+        first: [("insert", 0, None), ("update", 1, None)],
+        second: [
+            ("insert", 0, None),
+            ("update", 1, None),
+            ("update", 2, "two"),
+            ("delete", 3, "two"),
+        ],
+        third: [("insert", 0, None), ("update", 1, None)],
+    }
 
 
 def test_a_statement_that_matches_no_row_records_nothing(db, session, models, three):

@@ -117,9 +117,10 @@ def _recording(execute_state: ORMExecuteState, writes: list[Write]) -> _Recordin
         return _Recording(mapper, UPDATE, _returning_rows(bumped, mapper), assigned)
     if isinstance(statement, Delete):
         return _Recording(mapper, DELETE, _returning_rows(statement, mapper), frozenset())
-    # An INSERT of a list of rows runs as an executemany, whose rows come back only
-    # through returning(); one INSERT ... VALUES keeps its usual result (and rowcount).
-    if execute_state.is_executemany:
+    # An INSERT of a list of rows runs as an executemany, and INSERT ... SELECT takes
+    # no return_defaults(): their rows come back only through returning(). One
+    # INSERT ... VALUES keeps its usual result (and rowcount).
+    if execute_state.is_executemany or statement.select is not None:
         inserting: Insert = statement.returning(*mapper.local_table.columns)
     else:
         inserting = _returning_rows(statement, mapper)
@@ -210,7 +211,7 @@ def _run(execute_state: ORMExecuteState, recording: _Recording) -> Result[Any]:
     result = execute_state.invoke_statement(statement=recording.statement)
     # Dated after the statement and the autoflush it ran first, whose changes come before.
     changed = datetime.now(UTC)
-    rows = _returned_rows(result, recording.operation, execute_state.is_executemany)
+    rows = _returned_rows(result, recording.statement)
     if not rows:
         return result
     snapshots.prepare(rows[0]._fields)
@@ -221,8 +222,8 @@ def _run(execute_state: ORMExecuteState, recording: _Recording) -> Result[Any]:
     return result
 
 
-def _returned_rows(result: Result[Any], operation: str, executemany: bool) -> Sequence[Row[Any]]:
-    if operation == INSERT and executemany:
+def _returned_rows(result: Result[Any], statement: Insert | Update | Delete) -> Sequence[Row[Any]]:
+    if statement.exported_columns:  # rows asked for with returning()
         return result.all()
     rows: Sequence[Row[Any]] | None = getattr(result, "returned_defaults_rows", None)
     return rows or ()
