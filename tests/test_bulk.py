@@ -870,3 +870,20 @@ def test_concurrent_statements_on_the_same_rows_keep_versions_without_gaps(
             (1, title + "1"),
             (2, title + "12"),
         ]
+
+
+@pytest.mark.parametrize(
+    ("write", "reason"),
+    [
+        ("core update", "Only statements on the model class itself are recorded"),
+        ("alias update", "Only statements on the model class itself are recorded"),
+        ("upsert", "Only statements on the model class itself are recorded"),
+        ("update in a cte of a select", "Writes inside a CTE"),
+        ("update of another table with a cte that deletes", "Writes inside a CTE"),
+        ("bulk_update_mappings", "Session.bulk_update_mappings() on the versioned table"),
+    ],
+)
+def test_a_refusal_says_why(db, session, models, todo, write, reason):
+    statement, _ = _statements(models, todo)[write]
+    with pytest.raises(UnrecordedWriteError, match=re.escape(reason)):
+        statement(session)

@@ -59,18 +59,17 @@ from chrononaut.history.activity import (
 from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.serialization import UTC
 
-#: A write the listener records: the statement to run instead of the application's,
-#: and what it needs to build the snapshots from the rows it returns.
-_Operation = str
-
 _Write = TypeVar("_Write", Insert, Update, Delete)
 
 
 @dataclass(frozen=True)
 class _Recording:
+    """How to record a statement: the statement to run instead of the application's,
+    and what building the snapshots from the rows it returns needs."""
+
     mapper: Mapper[Any]
     #: :data:`~chrononaut.history.activity.INSERT`, ``UPDATE`` or ``DELETE``.
-    operation: _Operation
+    operation: str
     statement: Insert | Update | Delete
     #: The attributes an UPDATE sets; empty for the others.
     assigned: frozenset[str]
@@ -139,7 +138,11 @@ def _refusal(execute_state: ORMExecuteState, writes: list[Write]) -> str | None:
     can: one INSERT, UPDATE or DELETE of a versioned model stored in one table, whose
     rows RETURNING gives in full."""
     statement = execute_state.statement
-    if len(writes) > 1 or not isinstance(statement, (Insert, Update, Delete)):
+    if (
+        len(writes) > 1
+        or not isinstance(statement, (Insert, Update, Delete))
+        or not statement.table.is_derived_from(writes[0][2])
+    ):
         return "Writes inside a CTE or a subquery cannot be recorded."
     entity = statement.entity_description.get("entity")
     mapper = inspect(entity, raiseerr=False) if entity is not None else None
