@@ -736,8 +736,6 @@ def test_every_unrecordable_statement_is_listed(models):
 
 @pytest.mark.parametrize("shape", UNRECORDABLE)
 def test_an_orm_statement_history_cannot_record_is_refused(db, session, models, todo, shape):
-    if shape == "ordered values" and not hasattr(update(models.Todo), "ordered_values"):
-        pytest.skip("ordered_values() is gone from this SQLAlchemy")
     statement, reason = _unrecordable(models, todo.id)[shape]
     with pytest.raises(UnrecordedWriteError, match=re.escape(reason)):
         session.execute(statement)
