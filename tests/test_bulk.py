@@ -10,11 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import MetaData, Table, delete, insert, select, text, update
+from sqlalchemy import MetaData, String, Table, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Mapped, mapped_column
 
 from chrononaut import (
     ChrononautException,
+    Versioned,
     VersionedSession,
     acting_as,
     extra_change_info,
@@ -885,3 +887,33 @@ def test_a_refusal_says_why(db, session, models, todo, write, reason):
     statement, _ = _statements(models, todo)[write]
     with pytest.raises(UnrecordedWriteError, match=re.escape(reason)):
         statement(session)
+
+
+def test_each_row_of_a_single_table_hierarchy_is_recorded_as_its_class(db, session, models):
+    class Vehicle(db.Model, Versioned):
+        __tablename__ = "vehicle"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        kind: Mapped[str] = mapped_column(String(10))
+        name: Mapped[str | None] = mapped_column(String(40))
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "vehicle"}
+
+    class Car(Vehicle):
+        # A car's name is its owner's business: hidden for cars, tracked for the others.
+        __chrononaut_hidden__ = ["name"]
+        doors: Mapped[int | None] = mapped_column(nullable=True)
+        __mapper_args__ = {"polymorphic_identity": "car"}
+
+    db.create_all()
+    session.add_all([Vehicle(name="cart"), Car(name="mini", doors=3)])
+    session.commit()
+
+    session.execute(update(Vehicle).values(name=Vehicle.name + "!"))
+    session.commit()
+
+    newest = {row.data["kind"]: row for row in activity_rows(db)[2:]}
+    assert {kind: row.data for kind, row in newest.items()} == {
+        "vehicle": {"id": 1, "kind": "vehicle", "name": "cart!", "version": 1},
+        "car": {"id": 2, "kind": "car", "doors": 3, "version": 1},
+    }
+    assert newest["car"].extra_info == {"hidden_cols_changed": ["name"]}
+    assert newest["vehicle"].extra_info == {}

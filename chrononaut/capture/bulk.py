@@ -7,7 +7,8 @@ the mapper events. The ``do_orm_execute`` listener here changes such a statement
 that it bumps each row's version itself (an UPDATE also sets ``version =
 coalesce(version, 0) + 1``) and returns the rows it wrote (RETURNING); it then builds
 one snapshot per row, by the rules of a flush, and writes them with the flush's
-INSERT, in the same transaction: one round trip for the statement, one for its history.
+INSERT, in the same transaction: one round trip for the statement, and one for each
+1,000 rows of its history.
 
 The UPDATE or DELETE locks each row it writes until the transaction ends. A flush
 that read a row before the statement changed it waits for that lock, then finds
