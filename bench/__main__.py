@@ -20,7 +20,7 @@ import click
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
-from bench import asof, worker
+from bench import asof, bulk, worker
 from bench.report import print_results
 from bench.server import admin_connection
 from bench.systems import SYSTEMS
@@ -135,6 +135,8 @@ def main(
                     worker.run_history_reads, server_url, sizes, repetitions, 0
                 )
                 history[name] = run.result()
+        bulk_rows = 100 if quick else bulk.ROWS
+        bulk_update = bulk.measure(server_url, "postgresql+psycopg2", bulk_rows, repetitions)
         server_version = _server_version(server_url)
     results = {
         "machine": {
@@ -152,6 +154,7 @@ def main(
         "systems": {
             name: _summary(writes[name], writes["plain"], history.get(name)) for name in names
         },
+        "bulk_update": bulk_update,
     }
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     print_results(results, {name: SYSTEMS[name].label for name in names})

@@ -7,15 +7,18 @@ an upgrade has one module to mend.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Insert
+from sqlalchemy import Delete, FromClause, Insert, Update
 from sqlalchemy.dialects.postgresql.dml import OnConflictDoUpdate
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import InstanceState, Mapper, sessionmaker
 from sqlalchemy.orm.attributes import History
 from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE, instance_state
+from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.visitors import iterate
 
 __all__ = [
@@ -23,9 +26,13 @@ __all__ = [
     "attribute_history",
     "changed_since_load",
     "instance_state",
+    "json_serializer",
+    "named_froms",
     "new_instance",
+    "requests_returning",
     "statement_parts",
     "statement_shape",
+    "update_assignments",
     "updates_on_conflict",
 ]
 
@@ -100,6 +107,58 @@ def updates_on_conflict(insert: Insert) -> bool:
     of ``tests/test_security.py``.
     """
     return isinstance(getattr(insert, "_post_values_clause", None), OnConflictDoUpdate)
+
+
+def requests_returning(statement: UpdateBase) -> bool:
+    """Tell whether an INSERT, UPDATE or DELETE already asks for rows back, with
+    ``returning()`` or ``return_defaults()``.
+
+    Both are kept in private attributes; ``exported_columns`` only shows the first.
+    A recorded statement adds RETURNING of its own. Caught by the RETURNING cases of
+    ``tests/test_bulk.py``.
+    """
+    return bool(statement._returning) or bool(statement._return_defaults)
+
+
+def update_assignments(statement: Update) -> Mapping[Any, Any] | None:
+    """Return the columns an UPDATE sets, with their values, or ``None`` when it sets
+    them with ``ordered_values()``, whose list cannot be added to.
+
+    The SET clause is kept in the private ``_values``; a recorded UPDATE adds the
+    version bump to it. Caught by ``tests/test_bulk.py``.
+    """
+    if statement._maintain_values_ordering:
+        return None
+    return statement._values or {}
+
+
+def named_froms(statement: Update | Delete) -> Iterator[FromClause]:
+    """Yield the tables and other FROM elements an UPDATE or DELETE names outside
+    subqueries, in ``using()``, its WHERE clause or its SET values: besides its own
+    target, those make it an ``UPDATE ... FROM`` or ``DELETE ... USING``.
+
+    SQLAlchemy's compiler finds them through the private ``_extra_froms`` and
+    ``_from_objects``. Caught by the ``UPDATE ... FROM`` cases of ``tests/test_bulk.py``.
+    """
+    yield from getattr(statement, "_extra_froms", ())  # DELETE ... USING only
+    clauses = list(statement._where_criteria)
+    if isinstance(statement, Update):
+        clauses.extend((statement._values or {}).values())
+    for clause in clauses:
+        yield from getattr(clause, "_from_objects", ())
+
+
+def json_serializer(dialect: Dialect) -> Callable[[Any], str]:
+    """Return the function that turns values into JSON text for ``dialect``: the
+    engine's ``json_serializer`` argument, else :func:`json.dumps`.
+
+    SQLAlchemy keeps it in the private ``Dialect._json_serializer``; psycopg 3 calls it
+    only while sending a statement, too late for a recorded statement to find out that
+    its change info cannot be stored. Caught by the change-info cases of
+    ``tests/test_bulk.py``.
+    """
+    serializer: Callable[[Any], str] | None = getattr(dialect, "_json_serializer", None)
+    return serializer or json.dumps
 
 
 class SessionFactoryHook(SQLAlchemy):

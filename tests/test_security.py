@@ -75,7 +75,7 @@ def test_hidden_values_never_reach_error_messages(app, db, session, models):
     messages = []
 
     with pytest.raises(UnrecordedWriteError) as refused:
-        session.execute(update(models.Todo).values(secret=SECRET))
+        session.execute(update(models.Todo.__table__).values(secret=SECRET))
     messages.append(str(refused.value))
     session.rollback()
 

@@ -2,9 +2,10 @@
 
 History is only complete if every write to a versioned table goes through the unit of
 work, which records it, and history is only trustworthy if its rows never change. This
-module refuses everything else (statements that write a versioned table, the ``bulk_*``
-session methods, and updates or deletes of activity rows) unless the application opted
-out on purpose with :func:`suppress_versioning`.
+module refuses everything else (statements that write a versioned table and cannot be
+recorded by :mod:`chrononaut.capture.bulk`, the ``bulk_*`` session methods, and updates
+or deletes of activity rows) unless the application opted out on purpose with
+:func:`suppress_versioning`.
 
 Statements are read, not their SQL: every INSERT, UPDATE and DELETE in a statement
 (data-modifying CTEs and upserts included) is found by walking it, and its target is
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from flask import g, has_app_context
 from sqlalchemy import Alias, Delete, Insert, Join, MetaData, Table, TableClause, Update
@@ -29,6 +30,8 @@ from chrononaut.history.columns import is_versioned_table
 
 WriteKind = Literal["insert", "update", "delete"]
 Role = Literal["versioned", "history"]
+#: What a write does, how it was written, and the table it writes.
+Write = tuple[WriteKind, str, TableClause]
 
 _SUPPRESS_KEY = "_chrononaut_suppress_versioning"
 _ALLOW_DELETE_KEY = "_chrononaut_allow_deleting_history"
@@ -40,12 +43,12 @@ METADATAS_KEY = "chrononaut.metadatas"
 
 @contextmanager
 def suppress_versioning(allow_deleting_history: bool = False) -> Iterator[None]:
-    """Write no history for the changes flushed inside the block.
+    """Write no history for the changes flushed or executed inside the block.
 
     Versions are neither bumped nor recorded, so the next recorded change continues
-    from the last recorded version. Statements that write versioned tables and the
-    ``bulk_*`` session methods, refused otherwise, run in the block. Rows are still
-    locked and checked against concurrent changes.
+    from the last recorded version. Statements that write versioned tables run as
+    written, and those and the ``bulk_*`` session methods that are refused otherwise
+    run too. Rows are still locked and checked against concurrent changes.
 
     :param allow_deleting_history: also allow changing and deleting activity rows and
         snapshots; the commit that changes them must happen inside the block.
@@ -114,12 +117,23 @@ def _refuse(role: Role | None, name: str, kind: WriteKind, action: str) -> None:
     if role == "history":
         ensure_history_writable(kind)
     elif role == "versioned" and not versioning_suppressed():
-        raise UnrecordedWriteError(
-            f"{action} on the versioned table {name!r} would not be recorded in "
-            "its history. Change the objects through the session (load, modify, "
-            "commit), which records each change, or run it inside "
-            "`chrononaut.unsafe.suppress_versioning()` to skip history on purpose."
-        )
+        refuse_versioned_write(name, action)
+
+
+def refuse_versioned_write(name: str, action: str, reason: str = "") -> NoReturn:
+    """Refuse a write to the versioned table ``name`` that history cannot record.
+
+    :param action: how the write was made, for the error message.
+    :param reason: why it cannot be recorded, a sentence of its own, if there is more
+        to say than that it bypasses the unit of work.
+    :raises UnrecordedWriteError: always.
+    """
+    raise UnrecordedWriteError(
+        f"{action} on the versioned table {name!r} would not be recorded in its "
+        f"history.{' ' + reason if reason else ''} Change the objects through the "
+        "session (load, modify, commit), which records each change, or run it inside "
+        "`chrononaut.unsafe.suppress_versioning()` to skip history on purpose."
+    )
 
 
 def _marked_role(table: Any) -> Role | None:
@@ -130,22 +144,33 @@ def _marked_role(table: Any) -> Role | None:
     return None
 
 
-def refuse_unrecorded_statement(execute_state: ORMExecuteState) -> None:
-    """``do_orm_execute`` listener: refuse statements that would write versioned tables
-    or change history, wherever in the statement the write is."""
+def unrecorded_writes(execute_state: ORMExecuteState) -> list[Write]:
+    """Check the writes of a statement executed through a session.
+
+    Writes that would change history are refused here; writes to versioned tables,
+    wherever in the statement they are, are returned unless versioning is suppressed:
+    the caller records the statement or refuses it with :func:`refuse_versioned_write`.
+
+    :raises ProtectedHistoryError: the statement would change or delete history.
+    """
     if execute_state.is_relationship_load or execute_state.is_column_load:
-        return  # the ORM's own SELECTs of related objects and expired attributes
+        return []  # the ORM's own SELECTs of related objects and expired attributes
     writes = _writes_of(execute_state.statement)
     if not writes:
-        return
+        return []
     session = execute_state.session
     default_schema: list[str | None] = []
-    for kind, action, table in writes:
+    unrecorded: list[Write] = []
+    for write in writes:
+        kind, _, table = write
         role = _marked_role(table) or _role_by_name(session, table, default_schema)
-        _refuse(role, table.name, kind, action)
+        if role == "history":
+            ensure_history_writable(kind)
+        elif role == "versioned" and not versioning_suppressed():
+            unrecorded.append(write)
+    return unrecorded
 
 
-Write = tuple[WriteKind, str, TableClause]
 #: What :func:`_writes` found in each statement structure, so that the statements an
 #: application runs again and again are walked once.
 _WRITES_BY_SHAPE: dict[Any, tuple[Write, ...]] = {}

@@ -54,7 +54,6 @@ from chrononaut.capture.guard import (
     guard_table,
     refuse_history_delete,
     refuse_history_update,
-    refuse_unrecorded_statement,
     versioning_suppressed,
 )
 from chrononaut.capture.locking import RowsToLock, lock_rows, rows_to_lock
@@ -356,15 +355,22 @@ def _write_activity(session: Session, flush_context: UOWTransaction) -> None:
                 "operation": change.operation,
             }
         )
+    write_snapshots(session, rows_by_table, record.changed)
+    if appended_info_states:
+        note_appended_info_recorded(session, appended_info_states)
+
+
+def write_snapshots(
+    session: Session, rows_by_table: dict[Table, list[dict[str, Any]]], changed: datetime
+) -> None:
+    """Append activity rows (dicts of the activity columns) to their tables, in the
+    session's transaction, dated ``changed``."""
     for table, rows in rows_by_table.items():
         statement = _activity_insert(table, has_time_travel_columns(session, table))
         for first in range(0, len(rows), ROWS_PER_STATEMENT):
             session.execute(
-                statement,
-                {"rows": rows[first : first + ROWS_PER_STATEMENT], "changed": record.changed},
+                statement, {"rows": rows[first : first + ROWS_PER_STATEMENT], "changed": changed}
             )
-    if appended_info_states:
-        note_appended_info_recorded(session, appended_info_states)
 
 
 def _discard_flush_state(session: Session) -> None:
@@ -404,7 +410,6 @@ _SESSION_LISTENERS = (
     ("after_soft_rollback", keep_appended_info_rolled_back),
     ("after_commit", forget_committed_undo_notes),
     ("after_soft_rollback", drop_rolled_back_undo_notes),
-    ("do_orm_execute", refuse_unrecorded_statement),
 )
 _MAPPER_LISTENERS = (
     (Versioned, "after_mapper_constructed", _mapped_versioned),
@@ -422,9 +427,14 @@ def listen(activity_class: type[Activity]) -> None:
     :param activity_class: the activity model whose rows must never be changed or
         deleted outside ``suppress_versioning(allow_deleting_history=True)``.
     """
+    # Recorded statements build on this module's flush state and insert path, so
+    # their module imports this one, and is imported here, once both exist.
+    from chrononaut.capture.bulk import record_statement
+
     if not event.contains(VersionedSession, "before_flush", _start_flush):
         for name, session_listener in _SESSION_LISTENERS:
             event.listen(VersionedSession, name, session_listener)
+        event.listen(VersionedSession, "do_orm_execute", record_statement)
         for mixin, name, mapper_listener in _MAPPER_LISTENERS:
             event.listen(mixin, name, mapper_listener, propagate=True)
     guard_table(activity_class.__table__, "history")
