@@ -62,6 +62,7 @@ TABLE = "chrononaut_activity"
 ORIGINAL_INDEX = "ix_chrononaut_activity_key_table_name"
 READ_INDEX = "ix_chrononaut_activity_table_name_key_changed"
 TRANSACTION_INDEX = "ix_chrononaut_activity_transaction_id"
+WITHOUT_OPERATION_INDEX = "ix_chrononaut_activity_without_operation"
 
 #: The activity table and a versioned table as Chrononaut 0.5 created them.
 SCHEMA_OF_0_5 = f"""
@@ -157,27 +158,30 @@ def operations(script: str) -> list[str]:
     return [line.strip() for line in script.splitlines() if line.strip().startswith("op.")]
 
 
-def activity_indexes(engine) -> dict[str, tuple[list[str], bool]]:
-    """Each index of the activity table: its columns, and whether it is valid."""
+def activity_indexes(engine) -> dict[str, tuple[list[str], str | None, bool]]:
+    """Each index of the activity table: its columns, its predicate if it is partial,
+    and whether it is valid."""
     with engine.connect() as connection:
         names = {
             index["name"]: index["column_names"] for index in inspect(connection).get_indexes(TABLE)
         }
-        valid = dict(
-            connection.exec_driver_sql(
-                "SELECT c.relname, i.indisvalid FROM pg_index i"
-                " JOIN pg_class c ON c.oid = i.indexrelid"
+        details = {
+            name: (predicate, valid)
+            for name, predicate, valid in connection.exec_driver_sql(
+                "SELECT c.relname, pg_get_expr(i.indpred, i.indrelid), i.indisvalid"
+                " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
                 f" WHERE i.indrelid = '{TABLE}'::regclass AND NOT i.indisprimary"
-            ).all()
-        )
-    return {name: (columns, valid[name]) for name, columns in names.items()}
+            )
+        }
+    return {name: (columns, *details[name]) for name, columns in names.items()}
 
 
-NEW_ONLY = {READ_INDEX: (["table_name", "key", "changed", "id"], True)}
-ORIGINAL_ONLY = {ORIGINAL_INDEX: (["key", "table_name"], True)}
-TRANSACTION_ONLY = {TRANSACTION_INDEX: (["transaction_id"], True)}
+NEW_ONLY = {READ_INDEX: (["table_name", "key", "changed", "id"], None, True)}
+ORIGINAL_ONLY = {ORIGINAL_INDEX: (["key", "table_name"], None, True)}
+TRANSACTION_ONLY = {TRANSACTION_INDEX: (["transaction_id"], None, True)}
+WITHOUT_OPERATION_ONLY = {WITHOUT_OPERATION_INDEX: (["table_name"], "(operation IS NULL)", True)}
 #: The indexes of an activity table made by this release.
-FRESH = {**NEW_ONLY, **TRANSACTION_ONLY}
+FRESH = {**NEW_ONLY, **TRANSACTION_ONLY, **WITHOUT_OPERATION_ONLY}
 
 #: What autogenerate proposes for the time-travel columns, left alone.
 ADD_TIME_TRAVEL_COLUMNS = [
@@ -187,6 +191,14 @@ ADD_TIME_TRAVEL_COLUMNS = [
 CREATE_TRANSACTION_INDEX = (
     f"op.create_index('{TRANSACTION_INDEX}', '{TABLE}', ['transaction_id'], unique=False, "
     "postgresql_using='brin')"
+)
+CREATE_WITHOUT_OPERATION_INDEX = (
+    f"op.create_index('{WITHOUT_OPERATION_INDEX}', '{TABLE}', ['table_name'], unique=False, "
+    "postgresql_where=sa.text('operation IS NULL'))"
+)
+DROP_WITHOUT_OPERATION_INDEX = (
+    f"op.drop_index('{WITHOUT_OPERATION_INDEX}', table_name='{TABLE}', "
+    "postgresql_where=sa.text('operation IS NULL'))"
 )
 DROP_TIME_TRAVEL_COLUMNS = [
     f"op.drop_column('{TABLE}', 'transaction_id')",
@@ -201,13 +213,14 @@ def test_autogenerate_creates_the_activity_table_for_an_app_factory(alembic_env,
     assert f"op.create_table('{TABLE}'" in source
     for column in activity.columns:
         assert f"sa.Column('{column.name}'" in source
-    assert {index.name for index in activity.indexes} == {READ_INDEX, TRANSACTION_INDEX}
+    assert {index.name for index in activity.indexes} == set(FRESH)
     assert (
         f"op.create_index('{READ_INDEX}', '{TABLE}', ['table_name', 'key', 'changed', 'id']"
         in source
     )
     # On a new, empty table a plain CREATE INDEX is as good as a concurrent one.
     assert CREATE_TRANSACTION_INDEX in source
+    assert CREATE_WITHOUT_OPERATION_INDEX in source
     assert "op.create_table('invoice'" in source
 
     command.upgrade(alembic_env, "head")
@@ -276,6 +289,8 @@ def test_a_0_5_database_keeps_its_index_until_the_swap_migration(alembic_env, en
         f"op.create_index('{READ_INDEX}', '{TABLE}', ['table_name', 'key', 'changed', 'id'], "
         "unique=False)",
         CREATE_TRANSACTION_INDEX,
+        CREATE_WITHOUT_OPERATION_INDEX,
+        DROP_WITHOUT_OPERATION_INDEX,
         f"op.drop_index('{TRANSACTION_INDEX}', table_name='{TABLE}', postgresql_using='brin')",
         f"op.drop_index('{READ_INDEX}', table_name='{TABLE}')",
         f"op.create_index(op.f('{ORIGINAL_INDEX}'), '{TABLE}', ['key', 'table_name'], "
@@ -336,7 +351,7 @@ def test_the_swap_migration_rebuilds_an_index_a_failed_build_left_invalid(
         connection.exec_driver_sql(f'ALTER DATABASE "{database}" RESET lock_timeout')
     assert activity_indexes(engine) == {
         **ORIGINAL_ONLY,
-        READ_INDEX: (["table_name", "key", "changed", "id"], False),
+        READ_INDEX: (["table_name", "key", "changed", "id"], None, False),
     }
 
     command.upgrade(alembic_env, "head")
@@ -416,6 +431,8 @@ def test_the_time_travel_migration_up_down_up_on_history_of_an_older_release(ale
     assert operations(new_script(alembic_env)) == [
         *ADD_TIME_TRAVEL_COLUMNS,
         CREATE_TRANSACTION_INDEX,
+        CREATE_WITHOUT_OPERATION_INDEX,
+        DROP_WITHOUT_OPERATION_INDEX,
         f"op.drop_index('{TRANSACTION_INDEX}', table_name='{TABLE}', postgresql_using='brin')",
         *DROP_TIME_TRAVEL_COLUMNS,
     ]
@@ -435,11 +452,13 @@ def test_the_time_travel_migration_up_down_up_on_history_of_an_older_release(ale
             ).scalar()
             == old_rows
         )
-        method = connection.exec_driver_sql(
-            "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam"
-            f" WHERE c.relname = '{TRANSACTION_INDEX}'"
-        ).scalar()
-    assert method == "brin"
+        methods = dict(
+            connection.exec_driver_sql(
+                "SELECT c.relname, am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam"
+                f" WHERE c.relname IN ('{TRANSACTION_INDEX}', '{WITHOUT_OPERATION_INDEX}')"
+            ).all()
+        )
+    assert methods == {TRANSACTION_INDEX: "brin", WITHOUT_OPERATION_INDEX: "btree"}
     # Nothing is left for autogenerate, with the documented env.py or without hooks.
     assert operations(new_script(alembic_env)) == []
     with engine.connect() as connection:
@@ -481,10 +500,28 @@ def test_the_time_travel_migration_up_down_up_on_history_of_an_older_release(ale
     assert recorded(engine, 1)[-1] == (3, "delete", True)
 
 
+#: Where a run of the time-travel migration stopped after the BRIN index was built.
+AFTER_THE_TRANSACTION_INDEX = f"""
+ALTER TABLE {TABLE} ADD COLUMN operation text, ADD COLUMN transaction_id bigint;
+CREATE INDEX {TRANSACTION_INDEX} ON {TABLE} USING brin (transaction_id);
+"""
+
+
+@pytest.mark.parametrize(
+    ("done_before", "built_before", "left_invalid"),
+    [
+        (None, NEW_ONLY, TRANSACTION_INDEX),
+        (AFTER_THE_TRANSACTION_INDEX, {**NEW_ONLY, **TRANSACTION_ONLY}, WITHOUT_OPERATION_INDEX),
+    ],
+    ids=["transaction index", "without-operation index"],
+)
 def test_the_time_travel_migration_rebuilds_an_index_a_failed_build_left_invalid(
-    alembic_env, engine, database_url
+    alembic_env, engine, database_url, done_before, built_before, left_invalid
 ):
     app_with_an_old_activity_table(engine)
+    if done_before is not None:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(done_before)
     add_time_travel_migration(alembic_env)
     database = database_url.database
 
@@ -502,10 +539,38 @@ def test_the_time_travel_migration_rebuilds_an_index_a_failed_build_left_invalid
     with engine.begin() as connection:
         connection.exec_driver_sql(f'ALTER DATABASE "{database}" RESET lock_timeout')
     assert table_layout(engine)[0] == NEW_COLUMNS
-    assert activity_indexes(engine) == {**NEW_ONLY, TRANSACTION_INDEX: (["transaction_id"], False)}
+    columns, predicate, _ = FRESH[left_invalid]
+    assert activity_indexes(engine) == {**built_before, left_invalid: (columns, predicate, False)}
 
     command.upgrade(alembic_env, "head")
     assert activity_indexes(engine) == FRESH
+
+
+def test_the_documented_env_leaves_a_missing_without_operation_index_to_the_migration(
+    alembic_env, engine
+):
+    # The columns and the BRIN index are there, the partial index is not: a run of the
+    # migration stopped between the two builds.
+    app_with_an_old_activity_table(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(AFTER_THE_TRANSACTION_INDEX)
+
+    # Left alone, autogenerate would build it with a blocking CREATE INDEX.
+    env_path(alembic_env).write_text(PLAIN_ENV)
+    assert operations(new_script(alembic_env)) == [
+        CREATE_WITHOUT_OPERATION_INDEX,
+        DROP_WITHOUT_OPERATION_INDEX,
+    ]
+    remove_scripts(alembic_env)
+    shutil.copy(SNIPPETS / "alembic_env.py", env_path(alembic_env))
+    assert operations(new_script(alembic_env)) == []
+    remove_scripts(alembic_env)
+
+    # Run again, the migration builds what is missing, and nothing is left.
+    add_time_travel_migration(alembic_env)
+    command.upgrade(alembic_env, "head")
+    assert activity_indexes(engine) == FRESH
+    assert operations(new_script(alembic_env)) == []
 
 
 def test_the_time_travel_migration_gives_up_waiting_for_the_table_and_runs_again(

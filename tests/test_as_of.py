@@ -9,8 +9,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from alembic.migration import MigrationContext
-from alembic.operations import Operations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event, func, inspect, literal, select, text
@@ -695,7 +693,9 @@ def test_the_rule_is_left_out_where_every_row_says_its_operation(db, session, mo
     assert "later" in with_rule
 
 
-def test_without_the_index_the_rule_stays_and_the_documented_migration_adds_it(db, session, models):
+def test_without_the_index_the_rule_stays(db, session, models):
+    # The time-travel migration builds the index (tests/test_alembic.py runs it); until
+    # then, a table of rows that all record their operation is still read by the rule.
     Todo = models.Todo
     todo = Todo(title="a")
     session.add(todo)
@@ -703,22 +703,10 @@ def test_without_the_index_the_rule_stays_and_the_documented_migration_adds_it(d
     session.delete(todo)
     session.commit()
     session.execute(text(f"DROP INDEX {INDEX}"))
-    _forget_operations(db)  # commits
+    session.commit()
     now = datetime.now(timezone.utc)
 
     assert "later" in _plan(session, select(Todo.as_of(now)))
-    assert _rows(session, Todo.as_of(now), "id") == []
-    session.commit()  # a concurrent index build waits for every open transaction
-
-    migration = _snippet("add_as_of_index")
-    for step in (migration.upgrade, migration.upgrade, migration.downgrade, migration.upgrade):
-        with (
-            db.engine.connect() as connection,
-            Operations.context(MigrationContext.configure(connection)),
-        ):
-            step()
-    assert INDEX in _index_names(db)
-    assert "later" in _plan(session, select(Todo.as_of(now)))  # the old rows still need it
     assert _rows(session, Todo.as_of(now), "id") == []
 
 

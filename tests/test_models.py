@@ -278,14 +278,23 @@ def test_json_columns_default_to_an_empty_object(db, models):
 
 def test_activity_index(db, models):
     indexes = {
-        index["name"]: index["column_names"]
+        index["name"]: (
+            index["column_names"],
+            index["dialect_options"].get("postgresql_using"),
+            index["dialect_options"].get("postgresql_where"),
+        )
         for index in inspect(db.engine).get_indexes("chrononaut_activity")
     }
 
     # The read index replaces the original (key, table_name) one, which it leads with.
     assert indexes == {
-        "ix_chrononaut_activity_table_name_key_changed": ["table_name", "key", "changed", "id"],
-        "ix_chrononaut_activity_transaction_id": ["transaction_id"],
+        "ix_chrononaut_activity_table_name_key_changed": (
+            ["table_name", "key", "changed", "id"],
+            None,
+            None,
+        ),
+        "ix_chrononaut_activity_transaction_id": (["transaction_id"], "brin", None),
+        "ix_chrononaut_activity_without_operation": (["table_name"], None, "(operation IS NULL)"),
     }
 
 

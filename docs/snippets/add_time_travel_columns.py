@@ -3,9 +3,19 @@
 An Alembic migration for databases whose activity table was made before 1.0. It adds
 ``operation`` and ``transaction_id``, both nullable and without a default, which
 PostgreSQL records in its catalog alone: the table is not rewritten, and rows already
-there read as NULL. Then it builds ``ix_chrononaut_activity_transaction_id``, a BRIN
-index, without locking out writes. A run that failed half way (a lock it gave up
-waiting for, a build cancelled or timed out) can simply be run again.
+there read as NULL. Then it builds two indexes without locking out writes:
+
+- ``ix_chrononaut_activity_transaction_id``, a BRIN index of the rows of each
+  recorded transaction;
+- ``ix_chrononaut_activity_without_operation``, a partial index of the rows that do
+  not record their operation (those older releases wrote). ``Model.as_of()`` and
+  ``Model.changed_between()`` ask it whether a model has such rows, and read their
+  operation by a rule that costs two lookups per object only when it does; without
+  the index they always apply that rule. Rows written from 1.0 on never enter it, so
+  it costs nothing to record a change.
+
+A run that failed half way (a lock it gave up waiting for, a build cancelled or
+timed out) can simply be run again.
 """
 
 from alembic import op
@@ -15,7 +25,8 @@ revision = "chrononaut_time_travel_columns"
 down_revision = None  # set to your latest revision
 
 TABLE = "chrononaut_activity"
-INDEX = "ix_chrononaut_activity_transaction_id"
+TRANSACTION_INDEX = "ix_chrononaut_activity_transaction_id"
+WITHOUT_OPERATION_INDEX = "ix_chrononaut_activity_without_operation"
 
 # Adding a column takes the table's exclusive lock for an instant, but waits for every
 # transaction using the table to end, and every write queued behind it waits too. Give
@@ -48,18 +59,30 @@ def upgrade() -> None:
     # CREATE INDEX CONCURRENTLY cannot run inside a transaction; entering the block
     # commits the columns first.
     with op.get_context().autocommit_block():
-        _drop_if_invalid(INDEX)
+        _drop_if_invalid(TRANSACTION_INDEX)
         op.create_index(
-            INDEX,
+            TRANSACTION_INDEX,
             TABLE,
             ["transaction_id"],
             postgresql_using="brin",
             postgresql_concurrently=True,
             if_not_exists=True,
         )
+        _drop_if_invalid(WITHOUT_OPERATION_INDEX)
+        op.create_index(
+            WITHOUT_OPERATION_INDEX,
+            TABLE,
+            ["table_name"],
+            postgresql_where=text("operation IS NULL"),
+            postgresql_concurrently=True,
+            if_not_exists=True,
+        )
 
 
 def downgrade() -> None:
+    # Both indexes read the columns; dropped here first, concurrently, rather than by
+    # DROP COLUMN under the table's exclusive lock.
     with op.get_context().autocommit_block():
-        op.drop_index(INDEX, table_name=TABLE, postgresql_concurrently=True, if_exists=True)
+        for name in (WITHOUT_OPERATION_INDEX, TRANSACTION_INDEX):
+            op.drop_index(name, table_name=TABLE, postgresql_concurrently=True, if_exists=True)
     _alter_table("DROP COLUMN IF EXISTS operation, DROP COLUMN IF EXISTS transaction_id")

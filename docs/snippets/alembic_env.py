@@ -24,11 +24,15 @@ ACTIVITY_TABLE = "chrononaut_activity"
 ORIGINAL_INDEX = "ix_chrononaut_activity_key_table_name"
 READ_INDEX = "ix_chrononaut_activity_table_name_key_changed"
 
-# A database made before Chrononaut 1.0 lacks the time-travel columns and their BRIN
-# index. For the same reason, while that index is missing, the columns and the index
-# are left to the time-travel migration.
+# A database made before Chrononaut 1.0 lacks the time-travel columns and their two
+# indexes: the BRIN one of each transaction's rows, and the partial one of the rows
+# without an operation. For the same reason, while either index is missing, the
+# columns and both indexes are left to the time-travel migration.
 TIME_TRAVEL_COLUMNS = {"operation", "transaction_id"}
-TRANSACTION_INDEX = "ix_chrononaut_activity_transaction_id"
+TIME_TRAVEL_INDEXES = {
+    "ix_chrononaut_activity_transaction_id",
+    "ix_chrononaut_activity_without_operation",
+}
 
 
 def index_names(connection, table_name):
@@ -44,7 +48,7 @@ def index_names(connection, table_name):
 def run_migrations(connection):
     indexes = index_names(connection, ACTIVITY_TABLE)
     before_swap = indexes is not None and ORIGINAL_INDEX in indexes
-    before_time_travel = indexes is not None and TRANSACTION_INDEX not in indexes
+    before_time_travel = indexes is not None and not TIME_TRAVEL_INDEXES.issubset(indexes)
 
     def include_object(object_, name, type_, reflected, compare_to):
         if type_ == "table" and name in LEGACY_HISTORY_TABLES:
@@ -52,7 +56,7 @@ def run_migrations(connection):
         if type_ == "index" and before_swap and name in (ORIGINAL_INDEX, READ_INDEX):
             return False
         if before_time_travel:
-            if type_ == "index" and name == TRANSACTION_INDEX:
+            if type_ == "index" and name in TIME_TRAVEL_INDEXES:
                 return False
             if type_ == "column" and object_.table.name == ACTIVITY_TABLE:
                 return name not in TIME_TRAVEL_COLUMNS
