@@ -13,21 +13,31 @@ Register it with a permission callback; without one every page answers 403::
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, abort, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
+from chrononaut.capture.context import rationale
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
+from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.serialization import UTC
 from chrononaut.interfaces.display import (
     MISSING,
     MISSING_LABEL,
+    ColumnChange,
     column_changes,
+    inline_diff,
     model_label,
     readable_state,
+    readable_value,
 )
 from chrononaut.interfaces.state import state_at
 from chrononaut.interfaces.text import (
@@ -40,12 +50,14 @@ from chrononaut.interfaces.text import (
     visible,
 )
 from chrononaut.interfaces.timeline import (
+    DELETED,
     FILTERABLE_KINDS,
     HIDDEN_MARKER,
     TimelineEntry,
     activity_feed,
     extension,
     has_been_deleted,
+    hidden_columns,
     newest_life,
     object_timeline,
     parse_kind,
@@ -57,12 +69,18 @@ from chrononaut.interfaces.timeline import (
 # The query parameters of the feed that its page links keep.
 _FILTERS = ("model", "kind", "user", "since", "until")
 
+# The endpoints that change data: only they ask ``write_permission``.
+_WRITE_ENDPOINTS = ("revert", "restore")
+# Where the session keeps the token that every form that writes must send back.
+_CSRF_SESSION_KEY = "chrononaut_csrf_token"
+
 
 def history_blueprint(
     permission: Callable[[], bool] | None = None,
     *,
     name: str = "chrononaut",
     per_page: int = 25,
+    write_permission: Callable[[], bool] | None = None,
 ) -> Blueprint:
     """Make the blueprint of the history viewer.
 
@@ -79,6 +97,13 @@ def history_blueprint(
     :param name: the blueprint name, for registering more than one viewer.
     :param per_page: how many changes one page of the activity feed shows, and how
         many objects one page of a model's state at a time.
+    :param write_permission: called, after ``permission`` allowed the request, on every
+        request for a page that changes data (``/objects/<model>/revert`` and
+        ``/objects/<model>/restore``, which undo changes) and on every timeline, which
+        shows their buttons only when it returns true. ``None`` (the default) refuses
+        them all with 403: ``permission`` alone never allows a change. Their forms
+        need the app's ``SECRET_KEY``: they keep a token in Flask's session against
+        requests forged by other sites.
     :return: a blueprint to pass to :meth:`flask.Flask.register_blueprint`.
     :raises ValueError: ``per_page`` is less than 1.
     """
@@ -100,9 +125,17 @@ def history_blueprint(
             return
         if permission is None or not permission():
             abort(403)
+        writes = {f"{request.blueprint}.{name}" for name in _WRITE_ENDPOINTS}
+        if request.endpoint in writes and not may_write():
+            abort(403)
 
+    def may_write() -> bool:
+        return write_permission is not None and write_permission()
+
+    @blueprint.errorhandler(400)
     @blueprint.errorhandler(403)
     @blueprint.errorhandler(404)
+    @blueprint.errorhandler(409)
     def error_page(error: HTTPException) -> tuple[str, int]:
         code = error.code or 500
         return render_template("chrononaut/error.html", error=error, code=code), code
@@ -135,7 +168,15 @@ def history_blueprint(
 
     @blueprint.route("/objects/<model_name>")
     def timeline(model_name: str) -> str:
-        return _timeline_page(model_name)
+        return _timeline_page(model_name, may_write())
+
+    @blueprint.route("/objects/<model_name>/revert", methods=["GET", "POST"])
+    def revert(model_name: str) -> Response | tuple[str, int]:
+        return _undo_page(model_name, restore=False)
+
+    @blueprint.route("/objects/<model_name>/restore", methods=["GET", "POST"])
+    def restore(model_name: str) -> Response | tuple[str, int]:
+        return _undo_page(model_name, restore=True)
 
     @blueprint.route("/objects/<model_name>/as-of")
     def state(model_name: str) -> tuple[str, int]:
@@ -151,7 +192,9 @@ def change_anchor(entry: TimelineEntry) -> str:
     return f"change-{entry.snapshot.chrononaut_activity_id}"
 
 
-def _timeline_page(model_name: str) -> str:
+def _object_history(model_name: str) -> tuple[type[Any], dict[str, Any], list[TimelineEntry]]:
+    """Read the model and key of the request; return them with the object's timeline.
+    Answers 404 for an unknown model, a key that is not one, or a key without history."""
     try:
         model = versioned_model(model_name)
     except ValueError as error:
@@ -164,18 +207,194 @@ def _timeline_page(model_name: str) -> str:
     entries = object_timeline(extension().session(), model, key)
     if not entries:
         abort(404, f"{model.__name__} {visible(raw_key)} has no recorded history.")
+    return model, key, entries
+
+
+def revertible(entries: list[TimelineEntry]) -> list[TimelineEntry]:
+    """Return the entries of a timeline that the viewer offers to revert to.
+
+    They are the versions of the object that has the key now, numbered as
+    :meth:`~chrononaut.capture.undo.HistoryUndo.revert_to` numbers them (from its
+    last creation, an undelete carrying the numbers on), without its newest version,
+    which is its state already, and without delete rows, whose state is the version
+    before them. A deleted object has none: it is restored first. Versions of an
+    earlier object that had the same key are not offered: they are another object.
+    """
+    if has_been_deleted(entries):
+        return []
+    starts = [index for index, entry in enumerate(entries) if entry.version == 0]
+    current = entries[starts[-1] if starts else 0 : -1]
+    return [entry for entry in current if entry.kind != DELETED]
+
+
+def _timeline_page(model_name: str, may_write: bool) -> str:
+    model, key, entries = _object_history(model_name)
+    shown_key = format_key(key)
+    deleted = has_been_deleted(entries)
+    revert_urls = {}
+    if may_write:
+        revert_urls = {
+            id(entry): url_for(
+                ".revert", model_name=model.__name__, key=shown_key, version=entry.version
+            )
+            for entry in revertible(entries)
+        }
     return render_template(
         "chrononaut/timeline.html",
         model=model,
         key=key,
         entries=[
-            (entry, column_changes(entry), readable_state(entry)) for entry in reversed(entries)
+            (entry, column_changes(entry), readable_state(entry), revert_urls.get(id(entry)))
+            for entry in reversed(entries)
         ],
         # The newest entries, those of the object that has the key now (or had it
         # last), are also reachable as #v<version>: in earlier lives, numbers repeat.
         newest_life=len(newest_life(entries)),
-        deleted=has_been_deleted(entries),
+        deleted=deleted,
+        restore_url=url_for(".restore", model_name=model.__name__, key=shown_key)
+        if may_write and deleted
+        else None,
     )
+
+
+def _undo_page(model_name: str, *, restore: bool) -> Response | tuple[str, int]:
+    """The confirmation page of a revert or a restore (GET), and the undo itself (POST).
+
+    The POST is refused, changing nothing, without the session's form token (400),
+    without a rationale (400, the form again), and when the object changed since the
+    page was shown (409): the form carries the newest version it showed.
+    """
+    if request.method == "POST":
+        check_form_token()
+    model, key, entries = _object_history(model_name)
+    newest = entries[-1]
+    if restore:
+        if not has_been_deleted(entries):
+            abort(409, f"{model.__name__} {format_key(key)} is not deleted: nothing to restore.")
+        target = newest
+    else:
+        target = _target_version(entries)
+    changes = _changes_to(None if restore else newest, target)
+    error = None
+    if request.method == "POST":
+        if not changes:
+            abort(409, f"Version {newest.version} has the values of version {target.version}.")
+        if request.form.get("current") != str(newest.version):
+            abort(
+                409,
+                f"{model.__name__} {format_key(key)} changed since the page was shown "
+                "(its newest version is no longer the one shown): nothing was changed. "
+                "Look at its history again before undoing.",
+            )
+        text = request.form.get("rationale", "").strip()
+        if not text:
+            error = "Give a rationale: it is recorded with the change."
+        elif "\x00" in text:
+            error = "The rationale holds a NUL character, which PostgreSQL cannot store."
+        else:
+            return _undo(model, key, target, text, restore=restore)
+    html = render_template(
+        "chrononaut/undo.html",
+        model=model,
+        key=key,
+        restore=restore,
+        target=target,
+        current=newest.version,
+        changes=changes,
+        hidden=sorted(hidden_columns(model)),
+        timeline_url=url_for(".timeline", model_name=model.__name__, key=format_key(key)),
+        token=form_token(),
+        error=error,
+        rationale=request.form.get("rationale", ""),
+    )
+    return html, 400 if error else 200
+
+
+def _target_version(entries: list[TimelineEntry]) -> TimelineEntry:
+    raw = request.args.get("version", "")
+    # Only ASCII digits: int() would take other scripts' digits, signs and spaces.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        abort(400, f"version: {visible(raw)!r} is not a version number")
+    for entry in revertible(entries):
+        if entry.version == int(raw):
+            return entry
+    abort(
+        404,
+        f"Version {int(raw)} is not one to revert to: only earlier versions of the "
+        "object as it is now are, and a deleted object is restored first.",
+    )
+
+
+def _changes_to(current: TimelineEntry | None, target: TimelineEntry) -> list[ColumnChange]:
+    """The visible columns that undoing to ``target`` changes, from ``current`` (``None``
+    for an object brought back: every value is new); hidden ones are never in
+    :attr:`~chrononaut.interfaces.timeline.TimelineEntry.state`."""
+    before = {} if current is None else current.state
+    after = target.state
+    changes = []
+    for column in sorted(before.keys() | after.keys()):
+        old = readable_value(target.model, column, before.get(column))
+        new = readable_value(target.model, column, after.get(column))
+        if old != new or current is None:
+            changes.append(ColumnChange(column, old, new, inline_diff(old, new)))
+    return changes
+
+
+def _undo(
+    model: type[Any], key: dict[str, Any], target: TimelineEntry, text: str, *, restore: bool
+) -> Response:
+    """Undo, record it with ``text`` as its rationale, and redirect to the new version."""
+    db = extension()
+    db_session = db.session()
+    names = VersionedColumns.of(inspect(model)).primary_key
+    try:
+        with rationale(text):
+            if restore:
+                model.undelete({name: key[name] for name in names})
+            else:
+                live = db_session.get(model, tuple(key[name] for name in names))
+                if live is None:
+                    abort(409, f"{model.__name__} {format_key(key)} has no live row.")
+                live.revert_to(target.version)
+            db_session.commit()
+    except (ChrononautException, IntegrityError) as error:
+        db_session.rollback()
+        abort(409, f"The undo was refused, and nothing was changed: {_first_line(error)}")
+    entries = object_timeline(db_session, model, key)
+    return redirect(
+        url_for(
+            ".timeline",
+            model_name=model.__name__,
+            key=format_key(key),
+            _anchor=change_anchor(entries[-1]),
+        ),
+        303,
+    )
+
+
+def _first_line(error: Exception) -> str:
+    # A database error's message goes on with the statement and its parameters.
+    return str(error).split("\n", 1)[0]
+
+
+def form_token() -> str:
+    """The session's token that forms that write send back, made on first use."""
+    token = session.get(_CSRF_SESSION_KEY)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session[_CSRF_SESSION_KEY] = token
+    return token
+
+
+def check_form_token() -> None:
+    """Answer 400 unless the form sends back the session's token: a page of another
+    site can make the browser post a form here, but cannot read the token."""
+    expected = session.get(_CSRF_SESSION_KEY)
+    given = request.form.get("csrf_token", "")
+    if not isinstance(expected, str) or not hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode()
+    ):
+        abort(400, "The form is out of date or did not come from this site: load it again.")
 
 
 def _state_page(model_name: str, per_page: int) -> tuple[str, int]:
