@@ -16,11 +16,15 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
 
+from chrononaut.views import history_blueprint
 from tests.demo_process import servers_under, start_demo, stop_demo
+from tests.viewer_data import todo_history
 
 # Real browsers and real processes: left out of the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -379,3 +383,49 @@ def test_the_index_is_accessible(browser, demo, axe_source):
     browser.get(demo + "history/")
     assert_laid_out(browser)
     assert_accessible(browser, axe_source)
+
+
+def test_reverting_from_a_timeline_asks_for_a_rationale_then_shows_the_new_version(
+    app, session, models, browser, screenshots, axe_source
+):
+    """The demo's viewer may not write; this test serves one that may, from an app of
+    its own in a thread, and reverts the todo of ``todo_history`` to its version 1."""
+    todo = todo_history(app, session, models)
+    # todo_history signs its users in with Flask-Login; the pages served have none.
+    app.login_manager.user_loader(lambda user_id: None)
+    app.register_blueprint(
+        history_blueprint(lambda: True, write_permission=lambda: True), url_prefix="/history"
+    )
+    server = make_server("127.0.0.1", 0, app)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        browser.get(f"http://127.0.0.1:{server.port}/history/objects/Todo?key=1")
+        css(browser, "#v1 a.button")[0].click()
+        assert "Revert to version 1?" in css(browser, "h1")[0].text
+        rows = css(browser, "table.diff tbody tr")
+        assert [
+            [cell.text for cell in row.find_elements("css selector", "th, td")] for row in rows
+        ] == [["done", "true", "false"]]
+        in_both_widths(browser, screenshots, "viewer-revert")
+        assert_accessible(browser, axe_source)
+        css(browser, "#rationale")[0].send_keys("marked done by mistake")
+        css(browser, "form.undo button")[0].click()
+        newest = css(browser, "section.version")[0]
+        assert newest.get_attribute("id") == "v4"
+        assert "reverted" in newest.find_element("css selector", "h2").text
+        assert "marked done by mistake" in newest.text
+        assert browser.current_url.endswith(
+            f"#{newest.find_element('css selector', 'h2').get_attribute('id')}"
+        )
+        # The timeline with its buttons passes the checks too.
+        assert_laid_out(browser, ["Version"])
+        assert_accessible(browser, axe_source)
+    finally:
+        server.shutdown()
+        thread.join()
+    session.expire_all()
+    assert (todo.done, todo.versions()[-1].chrononaut_extra_info) == (
+        False,
+        {"rationale": "marked done by mistake", "reverted_to": 1},
+    )
