@@ -56,6 +56,12 @@ def confirm(client, url, **fields):
     return client.post(url, data=form)
 
 
+def newest_id(session, obj):
+    """The activity row id of ``obj``'s newest version: what a form sends as ``current``."""
+    session.expire_all()
+    return str(obj.versions()[-1].chrononaut_activity_id)
+
+
 def versions_of(session, todo):
     session.expire_all()
     return [(v.chrononaut_version, v.chrononaut_extra_info) for v in todo.versions()]
@@ -176,7 +182,7 @@ def test_a_post_without_the_right_form_token_answers_400_and_changes_nothing(
     writer, session, todo, token
 ):
     writer.get(REVERT)  # the session has a token
-    form = {"current": "3", "rationale": "forged"}
+    form = {"current": newest_id(session, todo), "rationale": "forged"}
     if token is not None:
         form["csrf_token"] = token
     response = writer.post(REVERT, data=form)
@@ -189,7 +195,8 @@ def test_a_token_of_another_session_is_refused(app, writer, session, todo):
     other_token = token_of(app.test_client().get(REVERT))
     writer.get(REVERT)
     response = writer.post(
-        REVERT, data={"csrf_token": other_token, "current": "3", "rationale": "x"}
+        REVERT,
+        data={"csrf_token": other_token, "current": newest_id(session, todo), "rationale": "x"},
     )
     assert response.status_code == 400
     assert versions_of(session, todo)[-1][0] == 3
@@ -206,10 +213,11 @@ def test_an_empty_rationale_answers_400_with_the_form_again(writer, session, tod
 
 def test_a_stale_form_answers_409_and_changes_nothing(writer, session, todo):
     page = writer.get(REVERT)
+    shown = newest_id(session, todo)
     todo.title = "Changed meanwhile"
     session.commit()
     response = writer.post(
-        REVERT, data={"csrf_token": token_of(page), "current": "3", "rationale": "undo"}
+        REVERT, data={"csrf_token": token_of(page), "current": shown, "rationale": "undo"}
     )
     assert response.status_code == 409
     assert "changed since the page was shown" in message_of(response)
@@ -260,17 +268,18 @@ FIELD = st.one_of(st.text(max_size=30), st.sampled_from(["0", "1", "3", "-1", ""
     path=st.sampled_from(["revert", "restore"]),
     key=st.one_of(st.text(max_size=10), st.just("1")),
     version=FIELD,
-    current=FIELD,
+    current=st.one_of(FIELD, st.none()),
     rationale=st.text(max_size=40),
     keep_token=st.booleans(),
 )
 def test_posting_anything_answers_only_303_400_404_or_409(
-    writer, todo, path, key, version, current, rationale, keep_token
+    writer, session, todo, path, key, version, current, rationale, keep_token
 ):
     token = token_of(writer.get(REVERT))
     form = {
         "csrf_token": token if keep_token else token + "x",
-        "current": current,
+        # None: the newest version's, as a form shown just now holds.
+        "current": newest_id(session, todo) if current is None else current,
         "rationale": rationale,
     }
     response = writer.post(
@@ -288,6 +297,33 @@ def test_a_version_with_the_values_of_now_has_nothing_to_revert(writer, session,
     assert "nothing to revert" in message_of(page)
     assert "<form" not in page.get_data(as_text=True)
     token = token_of(writer.get(REVERT))
-    response = writer.post(url, data={"csrf_token": token, "current": "4", "rationale": "no-op"})
+    response = writer.post(
+        url, data={"csrf_token": token, "current": newest_id(session, todo), "rationale": "no-op"}
+    )
     assert response.status_code == 409
     assert versions_of(session, todo)[-1][0] == 4
+
+
+def test_a_key_deleted_and_used_again_since_the_page_was_shown_is_a_stale_form(
+    writer, session, models
+):
+    session.add(models.Country(code="SE", name="Sweden"))
+    session.commit()
+    session.get(models.Country, "SE").name = "Sverige"
+    session.commit()
+    url = "/history/objects/Country/revert?key=SE&version=0"
+    page = writer.get(url)
+    shown = newest_id(session, session.get(models.Country, "SE"))
+    # Another object gets the key, and the same version numbers.
+    session.delete(session.get(models.Country, "SE"))
+    session.commit()
+    session.add(models.Country(code="SE", name="Svezia"))
+    session.commit()
+    session.get(models.Country, "SE").name = "Suecia"
+    session.commit()
+    response = writer.post(
+        url, data={"csrf_token": token_of(page), "current": shown, "rationale": "undo"}
+    )
+    assert response.status_code == 409
+    session.expire_all()
+    assert session.get(models.Country, "SE").name == "Suecia"

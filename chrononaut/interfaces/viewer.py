@@ -9,6 +9,8 @@ Register it with a permission callback; without one every page answers 403::
         history_blueprint(lambda: current_user.is_authenticated and current_user.is_admin),
         url_prefix="/history",
     )
+
+Its undo buttons (revert, restore) need a second callback, ``write_permission``.
 """
 
 from __future__ import annotations
@@ -262,7 +264,8 @@ def _undo_page(model_name: str, *, restore: bool) -> Response | tuple[str, int]:
 
     The POST is refused, changing nothing, without the session's form token (400),
     without a rationale (400, the form again), and when the object changed since the
-    page was shown (409): the form carries the newest version it showed.
+    page was shown (409): the form carries the activity row id of the newest version
+    it showed.
     """
     if request.method == "POST":
         check_form_token()
@@ -279,7 +282,9 @@ def _undo_page(model_name: str, *, restore: bool) -> Response | tuple[str, int]:
     if request.method == "POST":
         if not changes:
             abort(409, f"Version {newest.version} has the values of version {target.version}.")
-        if request.form.get("current") != str(newest.version):
+        # The newest row's id, unlike its version number, is never used again, even
+        # when the key is deleted and used again while the page is open.
+        if request.form.get("current") != str(newest.snapshot.chrononaut_activity_id):
             abort(
                 409,
                 f"{model.__name__} {format_key(key)} changed since the page was shown "
@@ -299,7 +304,7 @@ def _undo_page(model_name: str, *, restore: bool) -> Response | tuple[str, int]:
         key=key,
         restore=restore,
         target=target,
-        current=newest.version,
+        current=newest,
         changes=changes,
         hidden=sorted(hidden_columns(model)),
         timeline_url=url_for(".timeline", model_name=model.__name__, key=format_key(key)),
