@@ -123,7 +123,7 @@ def test_the_confirmation_page_shows_the_diff_and_never_a_hidden_value(writer, t
     assert "from version 3 (now) to version 1" in text
     assert "hunter2" not in page
     assert "correct horse" not in page
-    assert "Hidden columns ( secret ) keep their current values" in text
+    assert "Hidden columns keep their current values, as theirs were never recorded: secret" in text
     assert re.search(r"<textarea[^>]*name=\"rationale\"[^>]*required", page)
 
 
@@ -150,7 +150,7 @@ def test_a_deleted_object_is_restored(writer, session, todo):
     page = writer.get(RESTORE)
     assert page.status_code == 200
     assert "correct horse" not in page.get_data(as_text=True)
-    assert "come back with their column's default" in message_of(page)
+    assert "they come back with their column's default, or empty: secret" in message_of(page)
     response = confirm(writer, RESTORE, rationale="deleted the wrong one")
     assert response.status_code == 303
     restored = session.get(type(todo), 1)
