@@ -211,6 +211,13 @@ def test_an_empty_rationale_answers_400_with_the_form_again(writer, session, tod
     assert versions_of(session, todo)[-1][0] == 3
 
 
+def test_a_rationale_postgresql_cannot_store_answers_400(writer, session, todo):
+    response = confirm(writer, REVERT, rationale="before\x00after")
+    assert response.status_code == 400
+    assert "NUL character" in message_of(response)
+    assert versions_of(session, todo)[-1][0] == 3
+
+
 def test_a_stale_form_answers_409_and_changes_nothing(writer, session, todo):
     page = writer.get(REVERT)
     shown = newest_id(session, todo)
@@ -301,6 +308,7 @@ def test_a_version_with_the_values_of_now_has_nothing_to_revert(writer, session,
         url, data={"csrf_token": token, "current": newest_id(session, todo), "rationale": "no-op"}
     )
     assert response.status_code == 409
+    assert "nothing to revert" in message_of(response)
     assert versions_of(session, todo)[-1][0] == 4
 
 

@@ -273,7 +273,10 @@ def _undo_page(model_name: str, *, restore: bool) -> Response | tuple[str, int]:
     newest = entries[-1]
     if restore:
         if not has_been_deleted(entries):
-            abort(409, f"{model.__name__} {format_key(key)} is not deleted: nothing to restore.")
+            abort(
+                409,
+                f"{model.__name__} {visible(format_key(key))} is not deleted: nothing to restore.",
+            )
         target = newest
     else:
         target = _target_version(entries)
@@ -281,13 +284,17 @@ def _undo_page(model_name: str, *, restore: bool) -> Response | tuple[str, int]:
     error = None
     if request.method == "POST":
         if not changes:
-            abort(409, f"Version {newest.version} has the values of version {target.version}.")
+            abort(
+                409,
+                f"Version {newest.version} has the values of version {target.version} "
+                "already: there is nothing to revert.",
+            )
         # The newest row's id, unlike its version number, is never used again, even
         # when the key is deleted and used again while the page is open.
         if request.form.get("current") != str(newest.snapshot.chrononaut_activity_id):
             abort(
                 409,
-                f"{model.__name__} {format_key(key)} changed since the page was shown "
+                f"{model.__name__} {visible(format_key(key))} changed since the page was shown "
                 "(its newest version is no longer the one shown): nothing was changed. "
                 "Look at its history again before undoing.",
             )
@@ -359,7 +366,7 @@ def _undo(
             else:
                 live = db_session.get(model, tuple(key[name] for name in names))
                 if live is None:
-                    abort(409, f"{model.__name__} {format_key(key)} has no live row.")
+                    abort(409, f"{model.__name__} {visible(format_key(key))} has no live row.")
                 live.revert_to(target.version)
             db_session.commit()
     except (ChrononautException, IntegrityError) as error:
