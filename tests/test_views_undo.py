@@ -335,3 +335,26 @@ def test_a_key_deleted_and_used_again_since_the_page_was_shown_is_a_stale_form(
     assert response.status_code == 409
     session.expire_all()
     assert session.get(models.Country, "SE").name == "Suecia"
+
+
+def test_a_restore_whose_unique_value_was_taken_answers_409(writer, session, models):
+    session.add(models.User(id=1, name="Ada", email="ada@example.org", password="secret hash"))
+    session.commit()
+    session.delete(session.get(models.User, 1))
+    session.commit()
+    url = "/history/objects/User/restore?key=1"
+    page = writer.get(url)
+    assert "secret hash" not in page.get_data(as_text=True)
+    shown = re.search(r'name="current" value="(\d+)"', page.get_data(as_text=True)).group(1)
+    session.add(models.User(id=2, name="Ada again", email="ada@example.org"))
+    session.commit()
+    response = writer.post(
+        url, data={"csrf_token": token_of(page), "current": shown, "rationale": "back"}
+    )
+    assert response.status_code == 409
+    text = message_of(response)
+    assert "The undo was refused, and nothing was changed" in text
+    assert "ada@example.org" not in text, text
+    session.expire_all()
+    assert session.get(models.User, 1) is None
+    assert [v.chrononaut_operation for v in session.get(models.User, 2).versions()] == ["insert"]
