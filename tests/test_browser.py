@@ -400,8 +400,15 @@ def test_reverting_from_a_timeline_asks_for_a_rationale_then_shows_the_new_versi
     thread = threading.Thread(target=server.serve_forever)
     thread.start()
     try:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        # A click returns before the next page is loaded: wait for a part only it has.
+        def wait_for(selector):
+            return WebDriverWait(browser, 60).until(lambda driver: css(driver, selector))
+
         browser.get(f"http://127.0.0.1:{server.port}/history/objects/Todo?key=1")
         css(browser, "#v1 a.button")[0].click()
+        wait_for("form.undo")
         assert "Revert to version 1?" in css(browser, "h1")[0].text
         rows = css(browser, "table.diff tbody tr")
         assert [
@@ -411,7 +418,7 @@ def test_reverting_from_a_timeline_asks_for_a_rationale_then_shows_the_new_versi
         assert_accessible(browser, axe_source)
         css(browser, "#rationale")[0].send_keys("marked done by mistake")
         css(browser, "form.undo button")[0].click()
-        newest = css(browser, "section.version")[0]
+        newest = wait_for("section.version")[0]
         assert newest.get_attribute("id") == "v4"
         assert "reverted" in newest.find_element("css selector", "h2").text
         assert "marked done by mistake" in newest.text
