@@ -212,7 +212,7 @@ def _object_history(model_name: str) -> tuple[type[Any], dict[str, Any], list[Ti
     return model, key, entries
 
 
-def revertible(entries: list[TimelineEntry]) -> list[TimelineEntry]:
+def _revertible(entries: list[TimelineEntry]) -> list[TimelineEntry]:
     """Return the entries of a timeline that the viewer offers to revert to.
 
     They are the versions of the object that has the key now, numbered as
@@ -239,7 +239,7 @@ def _timeline_page(model_name: str, may_write: bool) -> str:
             id(entry): url_for(
                 ".revert", model_name=model.__name__, key=shown_key, version=entry.version
             )
-            for entry in revertible(entries)
+            for entry in _revertible(entries)
         }
     return render_template(
         "chrononaut/timeline.html",
@@ -268,7 +268,7 @@ def _undo_page(model_name: str, *, restore: bool) -> Response | tuple[str, int]:
     it showed.
     """
     if request.method == "POST":
-        check_form_token()
+        _check_form_token()
     model, key, entries = _object_history(model_name)
     newest = entries[-1]
     if restore:
@@ -315,7 +315,7 @@ def _undo_page(model_name: str, *, restore: bool) -> Response | tuple[str, int]:
         changes=changes,
         hidden=sorted(hidden_columns(model)),
         timeline_url=url_for(".timeline", model_name=model.__name__, key=format_key(key)),
-        token=form_token(),
+        token=_form_token(),
         error=error,
         rationale=request.form.get("rationale", ""),
     )
@@ -327,7 +327,7 @@ def _target_version(entries: list[TimelineEntry]) -> TimelineEntry:
     # Only ASCII digits: int() would take other scripts' digits, signs and spaces.
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         abort(400, f"version: {visible(raw)!r} is not a version number")
-    for entry in revertible(entries):
+    for entry in _revertible(entries):
         if entry.version == int(raw):
             return entry
     abort(
@@ -389,7 +389,7 @@ def _first_line(error: Exception) -> str:
     return str(error).split("\n", 1)[0]
 
 
-def form_token() -> str:
+def _form_token() -> str:
     """The session's token that forms that write send back, made on first use."""
     token = session.get(_CSRF_SESSION_KEY)
     if not isinstance(token, str):
@@ -398,7 +398,7 @@ def form_token() -> str:
     return token
 
 
-def check_form_token() -> None:
+def _check_form_token() -> None:
     """Answer 400 unless the form sends back the session's token: a page of another
     site can make the browser post a form here, but cannot read the token."""
     expected = session.get(_CSRF_SESSION_KEY)
