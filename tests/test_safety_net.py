@@ -47,7 +47,7 @@ from sqlalchemy.exc import DBAPIError
 from chrononaut import Versioned, VersionedSQLAlchemy, acting_as
 from chrononaut.capture.trigger_sql import TRIGGERS
 from chrononaut.capture.triggers import send_change_context
-from chrononaut.exceptions import ChrononautException, InvalidArgumentError, UnrecordedWriteError
+from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.unsafe import suppress_versioning
 from tests.models import Priority
 from tests.test_alembic import APP_MODULE, SNIPPETS, env_path, versions
@@ -557,18 +557,22 @@ def test_statements_the_session_handles_are_left_to_it(db, net, session):
         session.execute(update(net.Todo).where(net.Todo.id == 1).values(title="orm"))
         session.execute(update(net.Todo.__table__).values(title="core"))
         session.commit()
-    with pytest.raises(UnrecordedWriteError):
-        session.execute(update(net.Todo).values(title="refused"))
-    session.rollback()
+    # An ORM statement the session records is recorded by it alone.
+    session.execute(update(net.Todo).values(title="recorded"))
+    session.commit()
     # Raw SQL afterwards in the same transaction as a handled statement is seen again.
     with suppress_versioning():
         session.execute(update(net.Todo.__table__).values(title="core again"))
     session.connection().execute(text("UPDATE todo SET title = 'raw'"))
     session.commit()
 
-    assert [(row.operation, row.data["title"]) for row in activity(db, "todo")] == [
-        ("insert", "a"),
-        ("update", "raw"),
+    assert [
+        (row.operation, row.data["title"], row.user_info.get("captured_by"))
+        for row in activity(db, "todo")
+    ] == [
+        ("insert", "a", None),
+        ("update", "recorded", None),
+        ("update", "raw", "database"),
     ]
 
 
