@@ -168,7 +168,7 @@ def _reads(side: Side, server_url: str, calls: int) -> dict[str, dict[str, float
             _update(side, list(range(1, 201)), 100, 2)
             at = datetime.now(timezone.utc)
             _update(side, list(range(1, 201)), 100, 3)
-            item = session.get(side.Item, 7)
+            item: Any = session.get(side.Item, 7)
             reads: dict[str, Callable[[], Any]] = {
                 "versions()": item.versions,
                 "version_at": lambda: item.version_at(at),
@@ -180,10 +180,11 @@ def _reads(side: Side, server_url: str, calls: int) -> dict[str, dict[str, float
                     sent = _captured(side.db.engine, call)
 
                     def floor(sent: list[tuple[str, Any]] = sent) -> None:
-                        with raw.cursor() as cursor:
-                            for statement, parameters in sent:
-                                cursor.execute(statement, parameters)
-                                cursor.fetchall()
+                        cursor = raw.cursor()
+                        for statement, parameters in sent:
+                            cursor.execute(statement, parameters)
+                            cursor.fetchall()
+                        cursor.close()
 
                     ours, bare = [], []
                     for _ in range(calls):
