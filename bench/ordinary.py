@@ -16,8 +16,10 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import click
@@ -76,68 +78,94 @@ def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
         yield ids[start_at : start_at + size]
 
 
-def _insert(side: Side, ids: list[int], batch: int) -> None:
+def _insert(side: Side, ids: list[int]) -> None:
+    """Add the objects of ``ids`` and commit them."""
     session = side.db.session
     stamp = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    for chunk in _chunks(ids, batch):
-        session.add_all(
-            side.Item(id=n, name=f"item {n}", note="note", count=n, stamp=stamp) for n in chunk
-        )
-        session.commit()
+    session.add_all(
+        side.Item(id=n, name=f"item {n}", note="note", count=n, stamp=stamp) for n in ids
+    )
+    session.commit()
 
 
-def _update(side: Side, ids: list[int], batch: int, rounds: int) -> None:
+def _update(side: Side, ids: list[int], round_number: int) -> None:
+    """Load the objects of ``ids`` with one query, change two columns, commit."""
     session = side.db.session
     Item = side.Item
-    for round_number in range(rounds):
-        for chunk in _chunks(ids, batch):
-            for item in session.scalars(select(Item).where(Item.id.in_(chunk))):
-                # A text that grows every round, and a counter.
-                item.note = f"{item.note} and round {round_number}"
-                item.count += 1
-            session.commit()
+    for item in session.scalars(select(Item).where(Item.id.in_(ids))):
+        # A text that grows every round, and a counter.
+        item.note = f"{item.note} and round {round_number}"
+        item.count += 1
+    session.commit()
 
 
-def _timed(work: Callable[[], None]) -> float:
+def _timed(work: Callable[..., Any], *args: Any) -> float:
     started = time.perf_counter()
-    work()
+    work(*args)
     return time.perf_counter() - started
 
 
-def _run(side: Side, server_url: str, sizes: Sizes) -> dict[str, float]:
-    """Insert, then update, in a fresh database: seconds, and the median statements per
-    commit, of each."""
-    with fresh_database(server_url) as url:
-        app = side.app(url.render_as_string(hide_password=False))
-        with app.app_context():
-            side.db.create_all()
-            statements = [0]
-            per_commit: list[int] = []
-            engine = side.db.engine
-            event.listen(
-                engine,
-                "before_cursor_execute",
-                lambda *args: statements.__setitem__(0, statements[0] + 1),
-            )
+class Counter:
+    """The statements ``engine`` sends, per commit."""
 
-            def committed(*args: Any) -> None:
-                per_commit.append(statements[0])
-                statements[0] = 0
+    def __init__(self, engine: Any) -> None:
+        self.current = 0
+        self.per_commit: list[int] = []
+        event.listen(engine, "before_cursor_execute", self._sent)
+        event.listen(engine, "commit", self._committed)
 
-            event.listen(engine, "commit", committed)
-            ids = list(range(1, sizes.objects + 1))
-            insert = _timed(lambda: _insert(side, ids, sizes.batch))
-            inserted = statistics.median(per_commit)
-            per_commit.clear()
-            update = _timed(lambda: _update(side, ids, sizes.batch, sizes.rounds))
-            updated = statistics.median(per_commit)
-            side.db.session.remove()
-            side.db.engine.dispose()
+    def _sent(self, *args: Any) -> None:
+        self.current += 1
+
+    def _committed(self, *args: Any) -> None:
+        self.per_commit.append(self.current)
+        self.current = 0
+
+    def median(self) -> float:
+        median = statistics.median(self.per_commit)
+        self.per_commit.clear()
+        return median
+
+
+def _pair(sides: tuple[Side, Side], server_url: str, sizes: Sizes) -> dict[str, dict[str, float]]:
+    """Insert, then update, each side in a fresh database of its own, one commit of
+    each side after the other; return each side's seconds and median statements per
+    commit."""
+    ids = list(range(1, sizes.objects + 1))
+    steps: list[Callable[[Side, list[int]], None]] = [_insert]
+    steps += [partial(_update, round_number=r) for r in range(sizes.rounds)]
+    with ExitStack() as stack:
+        apps = {}
+        counters = {}
+        for side in sides:
+            url = stack.enter_context(fresh_database(server_url))
+            apps[side.name] = side.app(url.render_as_string(hide_password=False))
+            with apps[side.name].app_context():
+                side.db.create_all()
+                counters[side.name] = Counter(side.db.engine)
+        seconds = {side.name: {"insert": 0.0, "update": 0.0} for side in sides}
+        statements: dict[str, dict[str, float]] = {side.name: {} for side in sides}
+        for number, step in enumerate(steps):
+            workload = "insert" if number == 0 else "update"
+            for chunk_number, chunk in enumerate(_chunks(ids, sizes.batch)):
+                # Which side goes first alternates, so that neither always meets a
+                # server still busy with the other's commit.
+                order = sides if chunk_number % 2 == 0 else sides[::-1]
+                for side in order:
+                    with apps[side.name].app_context():
+                        seconds[side.name][workload] += _timed(step, side, chunk)
+            if number in (0, len(steps) - 1):
+                for side in sides:
+                    statements[side.name][workload] = counters[side.name].median()
+        for side in sides:
+            with apps[side.name].app_context():
+                side.db.engine.dispose()
     return {
-        "insert": insert,
-        "update": update,
-        "insert_statements": inserted,
-        "update_statements": updated,
+        side.name: {
+            **seconds[side.name],
+            **{f"{w}_statements": n for w, n in statements[side.name].items()},
+        }
+        for side in sides
     }
 
 
@@ -164,10 +192,12 @@ def _reads(side: Side, server_url: str, calls: int) -> dict[str, dict[str, float
         with app.app_context():
             side.db.create_all()
             session = side.db.session
-            _insert(side, list(range(1, 201)), 100)
-            _update(side, list(range(1, 201)), 100, 2)
-            at = datetime.now(timezone.utc)
-            _update(side, list(range(1, 201)), 100, 3)
+            ids = list(range(1, 101))
+            _insert(side, ids)
+            for round_number in range(5):
+                _update(side, ids, round_number)
+                if round_number == 2:
+                    at = datetime.now(timezone.utc)
             item: Any = session.get(side.Item, 7)
             reads: dict[str, Callable[[], Any]] = {
                 "versions()": item.versions,
@@ -212,17 +242,16 @@ def _reads(side: Side, server_url: str, calls: int) -> dict[str, dict[str, float
 def main(
     database_url: str | None, driver: str, repetitions: int, objects: int, rounds: int, reads: int
 ) -> None:
-    """Insert and update an ordinary table, plain and versioned in turn, in one process."""
+    """Insert and update an ordinary table, plain and versioned commit by commit, in one
+    process."""
     sizes = Sizes(objects=objects, batch=100, rounds=rounds)
     plain, versioned = _sides()
     runs: dict[str, list[dict[str, float]]] = {"plain": [], "versioned": []}
     with server(database_url, driver) as server_url:
         for repetition in range(repetitions):
-            # Which side goes first alternates, so that neither always meets a server
-            # still busy with the other's writes.
-            order = (plain, versioned) if repetition % 2 == 0 else (versioned, plain)
-            for side in order:
-                runs[side.name].append(_run(side, server_url, sizes))
+            pair = _pair((plain, versioned), server_url, sizes)
+            for name, run in pair.items():
+                runs[name].append(run)
             click.echo(f"repetition {repetition + 1}/{repetitions} done", err=True)
         read_times = _reads(versioned, server_url, reads)
     click.echo(
