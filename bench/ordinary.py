@@ -28,6 +28,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, Integer, Text, event, select
 from sqlalchemy.orm import configure_mappers
 
+from bench.floor import beside_floor
 from bench.server import driver_option, fresh_database, server
 
 
@@ -169,21 +170,6 @@ def _pair(sides: tuple[Side, Side], server_url: str, sizes: Sizes) -> dict[str, 
     }
 
 
-def _captured(engine: Any, call: Callable[[], Any]) -> list[tuple[str, Any]]:
-    """The statements and parameters ``call`` sends through ``engine``."""
-    sent: list[tuple[str, Any]] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
-        sent.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        call()
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-    return sent
-
-
 def _reads(side: Side, server_url: str, calls: int) -> dict[str, dict[str, float]]:
     """Median ms of ``versions()`` of a 6-version object and of ``version_at``, each
     beside the same SQL run on a raw DBAPI connection, the two alternating."""
@@ -203,30 +189,11 @@ def _reads(side: Side, server_url: str, calls: int) -> dict[str, dict[str, float
                 "versions()": item.versions,
                 "version_at": lambda: item.version_at(at),
             }
-            raw = side.db.engine.raw_connection()
-            results = {}
             try:
-                for name, call in reads.items():
-                    sent = _captured(side.db.engine, call)
-
-                    def floor(sent: list[tuple[str, Any]] = sent) -> None:
-                        cursor = raw.cursor()
-                        for statement, parameters in sent:
-                            cursor.execute(statement, parameters)
-                            cursor.fetchall()
-                        cursor.close()
-
-                    ours, bare = [], []
-                    for _ in range(calls):
-                        ours.append(_timed(call) * 1000)
-                        bare.append(_timed(floor) * 1000)
-                    results[name] = {
-                        "ms": statistics.median(ours),
-                        "raw_driver_ms": statistics.median(bare),
-                        "statements": len(sent),
-                    }
+                results = {
+                    name: beside_floor(side.db.engine, call, calls) for name, call in reads.items()
+                }
             finally:
-                raw.close()
                 session.remove()
                 side.db.engine.dispose()
     return results
