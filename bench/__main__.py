@@ -9,9 +9,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,8 @@ from sqlalchemy.engine import make_url
 
 from bench import asof, bulk, worker
 from bench.report import print_results
-from bench.server import admin_connection
+from bench.server import admin_connection, driver_option, server
 from bench.systems import SYSTEMS
-from chrononaut.embedded import embedded_server
 
 FULL = worker.Sizes(
     objects=10_000, updates=5, batch=100, reads=200, history_rows=1_000_000, deep_versions=1000
@@ -32,17 +30,6 @@ FULL = worker.Sizes(
 QUICK = worker.Sizes(
     objects=100, updates=1, batch=100, reads=10, history_rows=5_000, deep_versions=20
 )
-
-
-@contextmanager
-def _server(database_url: str | None) -> Iterator[str]:
-    if database_url:
-        yield database_url
-        return
-    # Without fsync, like the test suite's server: the benchmark compares the libraries'
-    # own costs, and a durable commit only adds the same disk wait to each.
-    with embedded_server("postgresql+psycopg2", durable=False) as url:
-        yield url.render_as_string(hide_password=False)
 
 
 def _revision() -> str | None:
@@ -72,6 +59,7 @@ def _server_version(server_url: str) -> str:
     help="An existing PostgreSQL server to make the benchmark databases on "
     "(default: start an embedded one).",
 )
+@driver_option
 @click.option("--quick", is_flag=True, help="Small sizes: checks the harness in under a minute.")
 @click.option("--repetitions", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--objects", type=click.IntRange(min=1), help="Objects written per repetition.")
@@ -93,6 +81,7 @@ def _server_version(server_url: str) -> str:
 )
 def main(
     database_url: str | None,
+    driver: str,
     quick: bool,
     repetitions: int,
     objects: int | None,
@@ -111,7 +100,7 @@ def main(
         *(name for name in SYSTEMS if name != "plain" and (not systems or name in systems)),
     ]
     started = time.perf_counter()
-    with _server(database_url) as server_url, ExitStack() as stack:
+    with server(database_url, driver) as server_url, ExitStack() as stack:
         # One long-lived process per system, so that each imports only its own library;
         # the systems take turns, never run at the same time.
         spawn = multiprocessing.get_context("spawn")
@@ -143,6 +132,7 @@ def main(
             "python": platform.python_version(),
             "sqlalchemy": sqlalchemy.__version__,
             "postgresql": server_version,
+            "driver": driver,
             "server": "given by --database-url" if database_url else "embedded",
             "platform": platform.platform(),
             "revision": _revision(),
@@ -193,8 +183,13 @@ def _summary(
 
 
 if __name__ == "__main__":
-    # ``python -m bench asof`` times the dated reads of a whole model instead.
+    # ``python -m bench asof`` times the dated reads of a whole model instead, and
+    # ``python -m bench ordinary`` an application's writes, plain and versioned in turn.
     if sys.argv[1:2] == ["asof"]:
         asof.main(sys.argv[2:], prog_name="python -m bench asof")
+    elif sys.argv[1:2] == ["ordinary"]:
+        from bench import ordinary
+
+        ordinary.main(sys.argv[2:], prog_name="python -m bench ordinary")
     else:
         main()

@@ -44,11 +44,13 @@ def print_results(results: dict[str, Any], labels: dict[str, str]) -> None:
 
     reads = Table(
         title="History reads, median milliseconds per call: W4/W5 after the writes above, "
-        f"W6 at {sizes['history_rows']:,} history rows",
+        f"W6 at {sizes['history_rows']:,} history rows; raw driver: the same SQL run "
+        "directly on the DBAPI connection",
     )
     for column in ("system", "W4 versions()", "W5 version_at", "W6 versions()", "W6 version_at"):
         reads.add_column(column, justify="left" if column == "system" else "right")
     reads.add_column(f"W6 version_at, {sizes['deep_versions']:,} versions", justify="right")
+    reads.add_column("W6 raw driver: versions() / version_at / deep", justify="right")
     for name, summary in results["systems"].items():
         if "grown_reads" not in summary:
             continue
@@ -60,5 +62,9 @@ def print_results(results: dict[str, Any], labels: dict[str, str]) -> None:
             _ms(grown["versions_ms"]),
             _ms(grown["version_at_ms"]),
             _ms(grown["deep_version_at_ms"]),
+            " / ".join(
+                _ms(grown[key]) if key in grown else "-"
+                for key in ("versions_raw_ms", "version_at_raw_ms", "deep_version_at_raw_ms")
+            ),
         )
     console.print(reads)

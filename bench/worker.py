@@ -14,6 +14,7 @@ from flask import Flask
 from sqlalchemy import event, select, text
 from sqlalchemy.engine import URL
 
+from bench.floor import beside_floor
 from bench.server import fresh_database
 from bench.systems import SYSTEMS, System
 
@@ -280,9 +281,23 @@ def run_history_reads(server_url: str, sizes: Sizes, repetitions: int, seed: int
                 )
                 for _ in range(repetitions)
             ]
+            # The floor of each read: its SQL run directly on the driver's connection.
+            sample = session.get(system.Article, rng.choice(ids))
+            reads: dict[str, Callable[[], Any]] = {
+                "versions_raw_ms": lambda: system.versions(session, sample),
+                "version_at_raw_ms": lambda: system.version_at(session, sample, at),
+                "deep_version_at_raw_ms": lambda: system.version_at(
+                    session, deep_article, deep_middle
+                ),
+            }
+            floors = {
+                name: beside_floor(system.db.engine, call, sizes.reads)["raw_driver_ms"]
+                for name, call in reads.items()
+            }
             session.remove()
             system.db.engine.dispose()
     return {
+        **floors,
         "history_rows": total_rows,
         "versions_ms": statistics.median(run["versions_ms"] for run in runs),
         "version_at_ms": statistics.median(run["version_at_ms"] for run in runs),

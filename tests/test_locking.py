@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import enum
 import re
+import uuid
 
 import pytest
-from sqlalchemy import CHAR, Column, Integer, String, event, insert, inspect, select
+from sqlalchemy import (
+    CHAR,
+    Column,
+    Enum,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    event,
+    insert,
+    inspect,
+    select,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -428,3 +442,68 @@ def test_a_char_primary_key_is_compared_and_stored_as_the_database_pads_it(db, s
     session.rollback()
     other.close()
     assert [row.version for row in rows_of(db, "code")] == [0, 1, 2, 3]
+
+
+class Shade(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+    BLUE = "blue"
+    GREY = "grey"
+
+
+#: Primary key types the lock statement's array of keys is cast to, with three keys each.
+KEY_TYPES = {
+    "enum": (Enum(Shade, name="shade"), [Shade.RED, Shade.GREEN, Shade.BLUE]),
+    "uuid": (Uuid(), [uuid.UUID(int=n) for n in (1, 2, 3)]),
+    "text": (Text(), ["a", "b b", "c'"]),
+    "char": (CHAR(3), ["a", "bb", "ccc"]),
+}
+
+
+@pytest.mark.parametrize("key_type", list(KEY_TYPES))
+def test_rows_are_locked_by_a_key_of_any_type_with_one_statement_text(db, key_type):
+    column_type, keys = KEY_TYPES[key_type]
+
+    class Paint(db.Model, Versioned):
+        __tablename__ = "paint"
+        key = Column(column_type, primary_key=True)
+        name = Column(String(40))
+
+    db.create_all()
+    session, other = db.session, VersionedSession(db)
+    session.add_all([Paint(key=key, name="new") for key in keys])
+    session.commit()
+    locks = []
+    event.listen(
+        db.engine,
+        "before_cursor_execute",
+        lambda *args: locks.append(args[2]) if "FOR UPDATE" in args[2] else None,
+    )
+    for count in (1, 3):
+        for paint in session.scalars(select(Paint).where(Paint.key.in_(keys[:count]))):
+            paint.name = f"changed {count}"
+        session.commit()
+    # The same text for one row and for three: a driver can prepare it once.
+    assert len(locks) == 2
+    assert locks[0] == locks[1]
+    assert sorted(paint.name for paint in session.scalars(select(Paint))) == [
+        "changed 3",
+        "changed 3",
+        "changed 3",
+    ]
+
+    mine = list(session.scalars(select(Paint)))
+    theirs = other.get(Paint, keys[1])
+    theirs.name = "theirs"
+    other.commit()
+    for paint in mine:
+        paint.name = "mine"
+    stale = f"Paint {inspect(theirs).identity}"
+    with pytest.raises(ConcurrentChangeError, match=re.escape(stale)) as error:
+        session.commit()
+    session.rollback()
+    other.close()
+    assert str(error.value).count("Paint") == 1
+    # Three inserts, one change of one row, one of three, and theirs: nothing of mine.
+    assert [row.data["name"] for row in rows_of(db, "paint")][-2:] == ["changed 3", "theirs"]
+    assert len(rows_of(db, "paint")) == 8

@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BindParameter, Select, bindparam, select, tuple_
+from sqlalchemy import BindParameter, ColumnElement, Select, any_, bindparam, cast, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstanceState, Session
 
 from chrononaut._compat import changed_since_load, instance_state
@@ -70,16 +71,25 @@ def version_read(state: InstanceState[Any]) -> Any:
 
 def _lock_statement(version_column: Any, key_columns: Sequence[Any]) -> Select[Any]:
     """Return the (cached) ``SELECT ... FOR UPDATE`` of the rows guarded by
-    ``version_column``, whose primary keys it takes as the ``keys`` parameter."""
+    ``version_column``, whose primary keys it takes as the ``keys`` parameter (a list of
+    keys, or of key tuples for a composite key)."""
     # Kept on the table that holds the version column, which every class of an
     # inheritance hierarchy shares.
     info = version_column.table.info
     statement: Select[Any] | None = info.get(_LOCK_STATEMENT_KEY)
     if statement is None:
-        keys: BindParameter[Any] = bindparam("keys", expanding=True)
-        key_in = (
-            key_columns[0].in_(keys) if len(key_columns) == 1 else tuple_(*key_columns).in_(keys)
-        )
+        key_in: ColumnElement[bool]
+        if len(key_columns) == 1:
+            # One array parameter rather than an IN list of one parameter per row: the
+            # statement's text is then the same for any number of rows, so psycopg 3
+            # prepares it and the server can reuse its plan, where a list of 100
+            # parameters was parsed and planned anew by every flush. The cast makes the
+            # array the key's type whatever type the driver sends the values as.
+            key_array = ARRAY(key_columns[0].type)
+            key_in = key_columns[0] == any_(cast(bindparam("keys", type_=key_array), key_array))
+        else:
+            composite: BindParameter[Any] = bindparam("keys", expanding=True)
+            key_in = tuple_(*key_columns).in_(composite)
         statement = (
             select(version_column, *key_columns)
             .where(key_in)
