@@ -33,6 +33,7 @@ from chrononaut.history.activity import (
     require_time_travel_columns,
 )
 from chrononaut.history.columns import VersionedColumns
+from chrononaut.history.lives import row_before
 from chrononaut.history.serialization import deserialize_value
 from chrononaut.history.snapshot import HistorySnapshot
 
@@ -246,17 +247,7 @@ def _rows_before(session: Session, activity: Table, row_ids: list[int]) -> dict[
     """Return, for each activity row id, the row of the same object recorded just
     before it, when there is one."""
     undone, earlier = activity.alias("undone"), activity.alias("earlier")
-    previous = (
-        select(earlier)
-        .where(
-            earlier.c.table_name == undone.c.table_name,
-            earlier.c.key == undone.c.key,
-            tuple_(earlier.c.changed, earlier.c.id) < tuple_(undone.c.changed, undone.c.id),
-        )
-        .order_by(earlier.c.changed.desc(), earlier.c.id.desc())
-        .limit(1)
-        .lateral("previous")
-    )
+    previous = row_before(select(earlier), earlier, undone).lateral("previous")
     statement = (
         select(undone.c.id.label("undone_id"), previous)
         .select_from(undone.join(previous, true()))

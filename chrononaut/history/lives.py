@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     FromClause,
+    Select,
     and_,
     cast,
     exists,
@@ -56,6 +57,38 @@ def operation_of(snapshot: HistorySnapshot, following: HistorySnapshot | None, l
     return UPDATE if live else DELETE
 
 
+def row_before(statement: Select[Any], earlier: FromClause, rows: FromClause) -> Select[Any]:
+    """Narrow ``statement``, a select from ``earlier`` (an alias of the activity table),
+    to the row of the same object recorded just before the row of ``rows``.
+
+    The order is history's one order, ``(changed, id)``, which the read index
+    ``(table_name, key, changed, id)`` serves with one lookup.
+    """
+    return (
+        statement.where(
+            earlier.c.table_name == rows.c.table_name,
+            earlier.c.key == rows.c.key,
+            tuple_(earlier.c.changed, earlier.c.id) < tuple_(rows.c.changed, rows.c.id),
+        )
+        .order_by(earlier.c.changed.desc(), earlier.c.id.desc())
+        .limit(1)
+    )
+
+
+def row_after(statement: Select[Any], later: FromClause, rows: FromClause) -> Select[Any]:
+    """Narrow ``statement``, a select from ``later`` (an alias of the activity table), to
+    the row of the same object recorded just after the row of ``rows``."""
+    return (
+        statement.where(
+            later.c.table_name == rows.c.table_name,
+            later.c.key == rows.c.key,
+            tuple_(later.c.changed, later.c.id) > tuple_(rows.c.changed, rows.c.id),
+        )
+        .order_by(later.c.changed, later.c.id)
+        .limit(1)
+    )
+
+
 def deleted_condition(
     rows: FromClause, activity: FromClause, mapper: Mapper[Any]
 ) -> ColumnElement[bool]:
@@ -69,17 +102,11 @@ def deleted_condition(
     :param mapper: the versioned model's mapper, whose table holds the live rows.
     """
     later = activity.alias("later")
-    next_starts_a_life = (
-        select(later.c.operation.is_not_distinct_from(INSERT) | (later.c.version == 0))
-        .where(
-            later.c.table_name == rows.c.table_name,
-            later.c.key == rows.c.key,
-            tuple_(later.c.changed, later.c.id) > tuple_(rows.c.changed, rows.c.id),
-        )
-        .order_by(later.c.changed, later.c.id)
-        .limit(1)
-        .scalar_subquery()
-    )
+    next_starts_a_life = row_after(
+        select(later.c.operation.is_not_distinct_from(INSERT) | (later.c.version == 0)),
+        later,
+        rows,
+    ).scalar_subquery()
     live = mapper.local_table
     live_row = (
         exists()

@@ -33,7 +33,6 @@ from sqlalchemy import (
     null,
     select,
     true,
-    tuple_,
 )
 
 from chrononaut.capture.undo import REVERTED_TO_KEY, REVERTED_TRANSACTION_KEY, UNDELETED_KEY
@@ -51,7 +50,7 @@ from chrononaut.history.activity import (
     has_time_travel_columns,
 )
 from chrononaut.history.columns import VersionedColumns
-from chrononaut.history.lives import deleted_condition, operation_of
+from chrononaut.history.lives import deleted_condition, operation_of, row_before
 from chrononaut.history.reads import hidden_changes_of, object_history
 from chrononaut.history.snapshot import (
     ERASED,
@@ -435,21 +434,15 @@ def activity_feed(
     newest_first = (c.changed.desc(), c.id.desc())
     rows = page.order_by(*newest_first).limit(limit).offset(offset).subquery("page")
     before = table.alias("before")
-    previous = (
+    previous = row_before(
         select(
             before.c.changed.label("previous_changed"),
             before.c.version.label("previous_version"),
             before.c.data.label("previous_data"),
-        )
-        .where(
-            before.c.table_name == rows.c.table_name,
-            before.c.key == rows.c.key,
-            tuple_(before.c.changed, before.c.id) < tuple_(rows.c.changed, rows.c.id),
-        )
-        .order_by(before.c.changed.desc(), before.c.id.desc())
-        .limit(1)
-        .lateral("previous")
-    )
+        ),
+        before,
+        rows,
+    ).lateral("previous")
     query = (
         select(rows, previous, operation_expression(rows, source).label(_OPERATION_LABEL))
         .select_from(rows.outerjoin(previous, true()))

@@ -49,7 +49,7 @@ from chrononaut.history.activity import (
     require_time_travel_columns,
 )
 from chrononaut.history.columns import VersionedColumns
-from chrononaut.history.lives import deleted_condition
+from chrononaut.history.lives import deleted_condition, row_before
 from chrononaut.history.retention import Retention, retention_of
 from chrononaut.history.serialization import UTC
 
@@ -321,17 +321,9 @@ def _starts_life_after_unrecorded_delete(rows: Any, table: Table) -> ColumnEleme
     (:mod:`chrononaut.history.lives`): it stays with the delete it tells of.
     """
     before = table.alias("before")
-    previous_unrecorded = (
-        select(before.c.operation.is_(None))
-        .where(
-            before.c.table_name == rows.c.table_name,
-            before.c.key == rows.c.key,
-            tuple_(before.c.changed, before.c.id) < tuple_(rows.c.changed, rows.c.id),
-        )
-        .order_by(before.c.changed.desc(), before.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    previous_unrecorded = row_before(
+        select(before.c.operation.is_(None)), before, rows
+    ).scalar_subquery()
     return and_(rows.c.version == 0, func.coalesce(previous_unrecorded, False))
 
 
