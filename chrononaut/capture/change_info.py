@@ -260,11 +260,12 @@ def keep_appended_info_rolled_back(session: Session, previous_transaction: Any) 
         session.info[_APPENDED_INFO_RECORDED_KEY] = [
             (transaction, state)
             for transaction, state in recorded
-            if not _within(transaction, previous_transaction)
+            if not transaction_within(transaction, previous_transaction)
         ]
 
 
-def _within(transaction: Any, outer: Any) -> bool:
+def transaction_within(transaction: Any, outer: Any) -> bool:
+    """Tell whether the session transaction ``transaction`` is ``outer`` or nested in it."""
     while transaction is not None:
         if transaction is outer:
             return True

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapper, object_session
 from sqlalchemy.orm.exc import UnmappedColumnError
 
 from chrononaut._compat import instance_state, new_instance
-from chrononaut.capture.change_info import APPENDED_CHANGE_INFO_KEY
+from chrononaut.capture.change_info import APPENDED_CHANGE_INFO_KEY, transaction_within
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.activity import (
     DELETE,
@@ -189,7 +189,7 @@ def drop_rolled_back_undo_notes(session: Session, previous_transaction: Any) -> 
         rolled_back = rolled_back.parent
     kept = []
     for transaction, state in notes:
-        if _within(transaction, rolled_back):
+        if transaction_within(transaction, rolled_back):
             _forget_undo_notes(state)
         else:
             kept.append((transaction, state))
@@ -201,14 +201,6 @@ def forget_committed_undo_notes(session: Session) -> None:
     objects, and here they are forgotten."""
     if session.get_nested_transaction() is None:
         session.info.pop(_UNDO_NOTES_KEY, None)
-
-
-def _within(transaction: Any, outer: Any) -> bool:
-    while transaction is not None:
-        if transaction is outer:
-            return True
-        transaction = transaction.parent
-    return False
 
 
 def _forget_undo_notes(state: InstanceState[Any]) -> None:

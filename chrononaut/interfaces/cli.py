@@ -32,6 +32,7 @@ from chrononaut.interfaces.export import (
 )
 from chrononaut.interfaces.maintenance_commands import erase_command, prune_command
 from chrononaut.interfaces.state import state_at
+from chrononaut.interfaces.terminal import console as open_console
 from chrononaut.interfaces.text import (
     MAX_ROWS,
     format_key,
@@ -54,7 +55,6 @@ from chrononaut.interfaces.timeline import (
 from chrononaut.maintenance.conversion import HistoryModelDataConverter
 
 if TYPE_CHECKING:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -77,23 +77,6 @@ def _model_argument(name: str) -> type[Versioned]:
         return versioned_model(name)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
-
-
-def _console() -> Console:
-    # rich comes with the ``cli`` extra; a web process that never prints a table does
-    # not need it.
-    try:
-        from rich.console import Console
-    except ImportError:
-        raise click.ClickException(
-            "The history commands print with rich: pip install 'chrononaut[cli]'."
-        ) from None
-    console = Console(highlight=False)
-    if console.is_terminal:
-        return console
-    # Into a file or a pipe nothing is wrapped or cut to a terminal's width: a table is
-    # as wide as its longest values (rich pads no line to the console's width).
-    return Console(highlight=False, width=sys.maxsize, soft_wrap=True)
 
 
 def _table(*headings: str) -> Table:
@@ -169,7 +152,7 @@ def history_command(model_name: str, key: str, output_format: str) -> None:
     if output_format == "csv":
         _write_csv(HISTORY_CSV_HEADER, history_rows(entries))
         return
-    console = _console()
+    console = open_console()
     for entry in entries:
         heading = [
             f"Version {entry.version}",
@@ -238,7 +221,7 @@ def as_of_command(
             ),
         )
         return
-    console = _console()
+    console = open_console()
     console.print(_text(f"{model.__name__} at {utc(at):%Y-%m-%d %H:%M:%S} UTC", style="bold"))
     table = _table(*header)
     for _, values, changed in page.rows:
@@ -297,7 +280,7 @@ def activity_command(
     if output_format == "csv":
         _write_csv(ACTIVITY_CSV_HEADER, feed_rows(entries))
         return
-    console = _console()
+    console = open_console()
     table = _table(
         "Changed (UTC)",
         "Kind",

@@ -16,6 +16,7 @@ from flask.cli import with_appcontext
 from chrononaut.capture.acting import acting_as
 from chrononaut.exceptions import ChrononautException
 from chrononaut.history.retention import Retention
+from chrononaut.interfaces.terminal import console as open_console
 from chrononaut.interfaces.text import format_key, parse_key, visible
 from chrononaut.interfaces.timeline import extension, versioned_model
 from chrononaut.maintenance.erasure import allow_erasure, erase
@@ -41,16 +42,6 @@ def _acting(actor: str | None) -> Iterator[None]:
         raise click.BadParameter(str(error), param_hint="--actor") from None
     with block:
         yield
-
-
-def _console() -> Console:
-    try:
-        from rich.console import Console
-    except ImportError:
-        raise click.ClickException(
-            "The history commands print with rich: pip install 'chrononaut[cli]'."
-        ) from None
-    return Console(highlight=False)
 
 
 def _rule_text(retention: Retention) -> str:
@@ -83,7 +74,7 @@ def prune_command(dry_run: bool, batch_size: int, actor: str | None) -> None:
     run is recorded in the activity table (table_name 'chrononaut_prune').
     """
     db = extension()
-    console = _console()
+    console = open_console()
     with _acting(actor):
         try:
             report = prune(db, dry_run=True, batch_size=batch_size)
