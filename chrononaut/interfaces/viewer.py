@@ -422,11 +422,7 @@ def _state_page(model_name: str, per_page: int) -> tuple[str, int]:
             at = parse_time(args["at"])
         except ValueError as error:
             errors.append(f"at: {error}")
-    try:
-        number = parse_page(args.get("page", "1"), per_page)
-    except ValueError as error:
-        errors.append(f"page: {error}")
-        number = 1
+    number = _page_number(args, per_page, errors)
     page = None
     if not errors:
         try:
@@ -458,6 +454,15 @@ def _state_page(model_name: str, per_page: int) -> tuple[str, int]:
     return html, 400 if errors else 200
 
 
+def _page_number(args: Any, per_page: int, errors: list[str]) -> int:
+    """The ``page`` query parameter, or 1 with the reason in ``errors``."""
+    try:
+        return parse_page(args.get("page", "1"), per_page)
+    except ValueError as error:
+        errors.append(f"page: {error}")
+        return 1
+
+
 def _activity_page(per_page: int) -> tuple[str, int]:
     args = request.args
     filters: dict[str, Any] = {}
@@ -484,11 +489,7 @@ def _activity_page(per_page: int) -> tuple[str, int]:
                 filters[bound] = parse_time(args[bound])
             except ValueError as error:
                 errors.append(f"{bound}: {error}")
-    try:
-        number = parse_page(args.get("page", "1"), per_page)
-    except ValueError as error:
-        errors.append(f"page: {error}")
-        number = 1
+    number = _page_number(args, per_page, errors)
 
     entries = []
     if not errors:
