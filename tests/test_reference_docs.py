@@ -1,8 +1,10 @@
 """What the original project's user guide promises, where no other test already proves it.
 
 Each test is named after one statement of ``reference/chrononaut-docs-index.rst``.
-Statements our library does not keep are marked ``xfail(strict=True)`` with the
-difference as the reason, so that the day one of them starts to hold, the suite says so.
+Two statements of the guide are slips rather than behaviour and have no test here: it
+calls ``changed`` a JSON column (it is ``timestamptz``, in the original's table too),
+and says rows hold the values before each change (since 0.2 they hold the state after
+it, as the contract says).
 """
 
 from __future__ import annotations
