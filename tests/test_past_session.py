@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -885,4 +886,9 @@ def test_the_documented_indexes_serve_lookups_in_a_past_session(db, session, mod
         assert len(past.scalars(by_author).all()) == 40
         # Where the documentation sends readers for the expression of each column.
         view = past.scalar(text("SELECT pg_get_viewdef('pg_temp.book')"))
-        assert "((data['author_id'::text] #>> '{}'::text[]))::integer AS author_id" in view
+        # PostgreSQL 15 qualifies the column with the view's alias, 18 does not.
+        assert re.search(
+            r"\(\((past_row\.)?data\['author_id'::text\] #>> '\{\}'::text\[\]\)\)::integer"
+            r" AS author_id",
+            view,
+        )
