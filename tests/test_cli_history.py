@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert, select
+from sqlalchemy import CHAR, Column, String, insert, select
 
-from chrononaut import extra_change_info, rationale
+from chrononaut import Versioned, extra_change_info, rationale
 from chrononaut.history.serialization import UTC
 from chrononaut.interfaces.text import (
     visible,
@@ -347,3 +347,24 @@ def printed_as_shown(app, session, models, text):
 
 def test_any_stored_text_is_printed_visibly(app, session, models):
     printed_as_shown(app, session, models)
+
+
+def test_history_finds_a_char_key_given_without_its_padding(app, db, run):
+    class Code(db.Model, Versioned):
+        __tablename__ = "code"
+        code = Column(CHAR(4), primary_key=True)
+        name = Column(String(40))
+
+    db.create_all()
+    db.session.add(Code(code="ab", name="first"))
+    db.session.commit()
+
+    found = run("history", "Code", "ab")
+    too_long = run("history", "Code", "abcde")
+
+    assert found.exit_code == 0, found.output
+    assert [
+        line.split(" | ")[:2] for line in found.output.splitlines() if line.startswith("Version ")
+    ] == [["Version 0", "created"]]
+    assert too_long.exit_code == 2
+    assert "'abcde' is not a valid code of Code" in too_long.output

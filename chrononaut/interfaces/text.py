@@ -21,6 +21,8 @@ from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.serialization import UTC, as_utc, serialize_value
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from chrononaut.capture.versioned import Versioned
 
 #: The most rows a query can skip or return: ``OFFSET`` and ``LIMIT`` take a BIGINT.
@@ -158,7 +160,22 @@ def parse_key(model: type[Versioned], text: str) -> dict[str, Any]:
             f"{model.__name__} has a composite key: give it as a JSON object with the "
             f"names {', '.join(names)}"
         )
-    return {name: _key_value(mapper, name, given[name]) for name in names}
+    key = {name: _key_value(mapper, name, given[name]) for name in names}
+    for _, name, stored_form in VersionedColumns.of(mapper).key_forms:
+        key[name] = _stored_key_value(model, name, key[name], stored_form)
+    return key
+
+
+def _stored_key_value(
+    model: type[Versioned], name: str, value: Any, stored_form: Callable[[Any], Any]
+) -> Any:
+    # Keys are stored as the database returns them (a CHAR(n) padded with spaces), so
+    # "ab" must find "ab  ". Only trailing spaces may be cut to fit: any other value
+    # longer than the column could not be a key of it.
+    stored = stored_form(value)
+    if isinstance(value, str) and value.rstrip(" ") != stored.rstrip(" "):
+        raise InvalidArgumentError(f"{value!r} is not a valid {name} of {model.__name__}")
+    return stored
 
 
 def _key_object(model: type[Versioned], names: tuple[str, ...], text: str) -> dict[str, Any]:
