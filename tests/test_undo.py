@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -12,7 +14,7 @@ from sqlalchemy import String, Text, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from chrononaut import Versioned, append_change_info, rationale
+from chrononaut import Versioned, VersionedSession, append_change_info, rationale
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.lives import deleted_condition, operation_of
 from chrononaut.history.snapshot import HistorySnapshot
@@ -927,3 +929,82 @@ def test_revert_transaction_refuses_a_table_no_model_maps(session, models, db):
     with pytest.raises(ChrononautException, match="changed the table dropped_table"):
         db.revert_transaction(undone)
     assert _unchanged(session)
+
+
+# -- undelete racing another writer of the same key ----------------------------------------
+
+
+def _deleted_todo(session: Any, models: Any) -> int:
+    todo = models.Todo(title="gone")
+    session.add(todo)
+    session.commit()
+    todo_id: int = todo.id
+    session.delete(todo)
+    session.commit()
+    return todo_id
+
+
+def test_an_insert_committed_before_an_undelete_makes_the_undelete_fail_whole(session, models, db):
+    todo_id = _deleted_todo(session, models)
+    models.Todo.undelete(todo_id)
+    with VersionedSession(db) as other:
+        other.add(models.Todo(id=todo_id, title="theirs"))
+        other.commit()
+
+    with pytest.raises(IntegrityError):
+        session.commit()
+    session.rollback()
+
+    # The undelete left nothing: the other writer's object and its insert are all there is.
+    assert [(row[1], row[2], row[3]) for row in _rows(db, "todo")] == [
+        (0, "insert", {}),
+        (1, "delete", {}),
+        (0, "insert", {}),
+    ]
+    assert session.get(models.Todo, todo_id).title == "theirs"
+
+
+def test_an_insert_racing_a_flushed_undelete_waits_and_fails_after_its_commit(
+    app, session, models, db
+):
+    todo_id = _deleted_todo(session, models)
+    models.Todo.undelete(todo_id)
+    session.flush()
+    other = VersionedSession(db)
+    other_pid = other.execute(text("SELECT pg_backend_pid()")).scalar()
+
+    def insert_the_same_key() -> None:
+        other.add(models.Todo(id=todo_id, title="theirs"))
+        other.commit()
+
+    executor = ThreadPoolExecutor(1)
+    racing = executor.submit(_in_app_context, app, insert_the_same_key)
+    executor.shutdown(wait=False)
+    _wait_until_blocked(db, other_pid)
+    session.commit()
+
+    with pytest.raises(IntegrityError):
+        racing.result(timeout=60)
+    other.rollback()
+    other.close()
+    assert [(row[1], row[2], row[3]) for row in _rows(db, "todo")] == [
+        (0, "insert", {}),
+        (1, "delete", {}),
+        (2, "insert", {"undeleted": True}),
+    ]
+    assert session.get(models.Todo, todo_id).title == "gone"
+
+
+def _in_app_context(app: Any, work: Any) -> Any:
+    with app.app_context():
+        return work()
+
+
+def _wait_until_blocked(db: Any, pid: int) -> None:
+    """Return once the backend ``pid`` waits for a lock another one holds."""
+    query = text("SELECT cardinality(pg_blocking_pids(:pid)) > 0")
+    deadline = time.monotonic() + 60
+    with db.engine.connect() as connection:
+        while not connection.execute(query, {"pid": pid}).scalar():
+            connection.rollback()
+            assert time.monotonic() < deadline, "the other session never waited for a lock"
