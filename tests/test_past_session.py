@@ -892,3 +892,28 @@ def test_the_documented_indexes_serve_lookups_in_a_past_session(db, session, mod
             r" AS author_id",
             view,
         )
+
+
+def test_results_streamed_in_batches_see_the_moment(db, session, models):
+    todos = [models.Todo(title=f"old {number}") for number in range(7)]
+    session.add_all(todos)
+    session.commit()
+    before = now()
+    for todo in todos:
+        todo.title = todo.title.replace("old", "new")
+    session.add(models.Todo(title="later"))
+    session.commit()
+
+    with db.as_of(before) as past:
+        # yield_per streams: psycopg2 and psycopg 3 then read through a server-side
+        # (named) cursor, which must see the session's views as well.
+        streamed = past.execute(
+            select(models.Todo).order_by(models.Todo.id).execution_options(yield_per=3)
+        )
+        scalars = streamed.scalars()
+        first = next(scalars)
+        open_cursors = past.execute(text("SELECT count(*) FROM pg_cursors")).scalar()
+        titles = [first.title, *(todo.title for todo in scalars)]
+
+    assert open_cursors == 1
+    assert titles == [f"old {number}" for number in range(7)]
