@@ -654,3 +654,47 @@ def test_a_model_of_another_bind_is_refused(database_url):
             db.session.remove()
             for engine in db.engines.values():
                 engine.dispose()
+
+
+def test_truncate_records_the_delete_of_every_row(db, net, session):
+    session.add_all([net.Todo(id=1, title="a", secret="kept-out"), net.Todo(id=2, title="b")])
+    session.commit()
+    session.get(net.Todo, 2).title = "c"
+    session.commit()
+
+    with acting_as("cleanup-job", rationale="start over"):
+        session.execute(text("TRUNCATE todo"))
+    session.commit()
+
+    rows = activity(db, "todo")
+    # Each delete holds the object's last recorded state, under the next version.
+    last_state = {row.key["id"]: row.data for row in rows[:3]}
+    assert sorted(summary(rows[3:]), key=lambda row: row[2]["id"]) == [
+        ("delete", 1, {**last_state[1], "version": 1}),
+        ("delete", 2, {**last_state[2], "version": 2}),
+    ]
+    assert (last_state[1]["title"], last_state[2]["title"]) == ("a", "c")
+    assert [(row.user_info, row.extra_info) for row in rows[3:]] == [
+        ({"user_id": "cleanup-job", "remote_addr": None, **DATABASE}, {"rationale": "start over"})
+    ] * 2
+    assert len({row.transaction_id for row in rows[3:]}) == 1
+    stored = session.execute(text("SELECT data::text || extra_info::text FROM chrononaut_activity"))
+    assert not any("kept-out" in row[0] for row in stored)
+    assert session.execute(select(net.Todo.as_of(datetime.now(timezone.utc)))).all() == []
+    # History carries on: a truncated object can be brought back.
+    net.Todo.undelete(2)
+    session.commit()
+    assert (session.get(net.Todo, 2).title, session.get(net.Todo, 2).version) == ("c", 3)
+
+
+def test_truncate_rolled_back_or_suppressed_records_nothing(db, net, session):
+    session.add(net.Todo(id=1, title="a"))
+    session.commit()
+    session.execute(text("TRUNCATE todo"))
+    session.rollback()
+    with suppress_versioning():
+        session.execute(text("TRUNCATE todo"))
+        session.commit()
+
+    assert [(row.operation, row.version) for row in activity(db, "todo")] == [("insert", 0)]
+    assert session.execute(text("SELECT count(*) FROM todo")).scalar() == 0

@@ -13,6 +13,9 @@ Each netted table gets one PL/pgSQL function, called by five triggers:
   ``AFTER DELETE``, statement level: write the snapshots of all the statement's rows
   with one INSERT from its transition table, which takes half the time of a call per
   row (see docs/safety-net.rst).
+- ``chrononaut_net_truncate``, ``BEFORE TRUNCATE``: a TRUNCATE removes every row
+  without firing a DELETE trigger, so the delete of each row is written from the table
+  itself, while the rows are still there.
 
 Every trigger skips the statements the session records itself: see
 :mod:`chrononaut.capture.triggers`.
@@ -57,11 +60,13 @@ BEFORE_UPDATE_TRIGGER = "chrononaut_net_before_update"
 UPDATE_TRIGGER = "chrononaut_net_update"
 INSERT_TRIGGER = "chrononaut_net_insert"
 DELETE_TRIGGER = "chrononaut_net_delete"
+TRUNCATE_TRIGGER = "chrononaut_net_truncate"
 TRIGGERS = (
     BEFORE_INSERT_TRIGGER,
     BEFORE_UPDATE_TRIGGER,
     DELETE_TRIGGER,
     INSERT_TRIGGER,
+    TRUNCATE_TRIGGER,
     UPDATE_TRIGGER,
 )
 
@@ -123,6 +128,8 @@ def install_statements(mapper: Mapper[Any]) -> list[str]:
         f"CREATE TRIGGER {DELETE_TRIGGER} AFTER DELETE ON {target} REFERENCING OLD TABLE "
         f"AS {_OLD_ROWS} FOR EACH STATEMENT WHEN ({_NOT_SKIPPED}) "
         f"EXECUTE FUNCTION {function}()",
+        f"CREATE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE ON {target} "
+        f"FOR EACH STATEMENT WHEN ({_NOT_SKIPPED}) EXECUTE FUNCTION {function}()",
     ]
 
 
@@ -239,6 +246,8 @@ def _activity_values(
 
 
 def _function_sql(mapper: Mapper[Any], function: str) -> str:
+    table = _table_of(mapper)
+    target = qualified(table.schema, table.name)
     columns = VersionedColumns.of(mapper)
     new, old = _Row(mapper, "NEW"), _Row(mapper, "OLD")
     inserted, deleted = _Row(mapper, "n"), _Row(mapper, "o")
@@ -278,6 +287,14 @@ CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $chr
 DECLARE
     context jsonb;
 BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        context := nullif(current_setting('{CONTEXT_SETTING}', true), '')::jsonb;
+        {deleted.escape_checks(columns.tracked, target)}
+        {insert_into}
+        SELECT {deleted_values}
+        FROM {target} AS o;
+        RETURN NULL;
+    END IF;
     -- The triggers' WHEN clauses call the BEFORE ones only for rows to change.
     IF TG_WHEN = 'BEFORE' AND TG_OP = 'INSERT' THEN
         NEW.{new.version} := 0;
