@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from chrononaut.capture.context import rationale
+from chrononaut.capture.session import read_history_on_primary
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.serialization import UTC
@@ -269,6 +270,9 @@ def _undo_page(model_name: str, *, restore: bool) -> Response | tuple[str, int]:
     """
     if request.method == "POST":
         _check_form_token()
+        # The undo is checked against the newest version and made from history: both
+        # read on the primary, never on a replica that may lag behind it.
+        read_history_on_primary(extension().session())
     model, key, entries = _object_history(model_name)
     newest = entries[-1]
     if restore:
