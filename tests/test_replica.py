@@ -10,6 +10,7 @@ the replica, until replay resumes.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -318,6 +319,35 @@ def test_the_viewer_and_the_cli_read_the_replica(app, db, models, todo_id, repli
     assert "Final" in run("history", "Todo", str(todo_id)).output
     assert "Final" in run("as-of", "Todo", datetime.now(UTC).isoformat()).output
     assert run("activity").output.endswith("2 changes shown.\n")
+
+
+def test_the_timeline_a_viewer_undo_redirects_to_shows_the_undo(
+    app, db, models, todo_id, replication
+):
+    app.register_blueprint(
+        history_blueprint(lambda: True, write_permission=lambda: True), url_prefix="/history"
+    )
+    client = app.test_client()
+    revert = f"/history/objects/Todo/revert?key={todo_id}&version=0"
+    timeline = f"/history/objects/Todo?key={todo_id}"
+    _retitle(app, db, models, todo_id, "Final")
+    with replication.replay_paused():
+        _retitle(app, db, models, todo_id, "Wrong")
+        with app.app_context():
+            db.session().read_history_on_primary()
+            current = db.session.get(models.Todo, todo_id).versions()[-1].chrononaut_activity_id
+        page = client.get(revert).get_data(as_text=True)
+        assert "Wrong" not in page  # read on the replica
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        form = {"csrf_token": token.group(1), "current": str(current), "rationale": "oops"}
+        # The POST checks the newest version, and undoes, on the primary.
+        response = client.post(revert, data=form)
+        assert response.status_code == 303
+        redirected = client.get(response.headers["Location"]).get_data(as_text=True)
+        assert "Version 3" in redirected
+        # Only the page the undo redirects to: the next one reads the replica again.
+        assert "Version 2" not in client.get(timeline).get_data(as_text=True)
+    assert "Version 3" in client.get(timeline).get_data(as_text=True)
 
 
 def test_undo_reads_the_history_on_the_primary(app, db, models, todo_id, replication):

@@ -170,9 +170,9 @@ class VersionedSession(Session):
         join a session to an outer connection rely on it, so that data and history
         both stay inside the transaction they roll back.
 
-        With a read replica configured, a statement that only reads history goes to
-        it, unless the session must see its own writes; a statement that may write
-        keeps the session's history reads on the primary until it is closed.
+        With a read replica configured, a ``SELECT`` that reads history goes to it,
+        unless the session must see its own writes; a statement that may write keeps
+        the session's history reads on the primary until it is closed.
         """
         if bind is None and self.bind is not None:
             bind = self.bind
