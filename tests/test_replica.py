@@ -33,6 +33,7 @@ from sqlalchemy.exc import InternalError
 from chrononaut import VersionedSQLAlchemy
 from chrononaut.exceptions import ChrononautException
 from chrononaut.history.serialization import UTC
+from chrononaut.unsafe import suppress_versioning
 from chrononaut.views import history_blueprint
 from tests.models import Models, define_models
 from tests.viewer_data import cli_runner
@@ -108,6 +109,8 @@ class Replication:
         standby = self.admin(self.standby_socket)
         try:
             with standby.connect() as connection:
+                # From its return on, the standby applies no further WAL record: it
+                # checks for a pause before each one.
                 connection.execute(text("SELECT pg_wal_replay_pause()"))
             yield
         finally:
@@ -234,15 +237,23 @@ def _titles(snapshots: list[Any]) -> list[str]:
     return [snapshot.title for snapshot in snapshots]
 
 
-def test_a_history_read_bind_that_is_no_bind_key_is_refused_at_init():
+@pytest.mark.parametrize(
+    ("setting", "shown"), [("replicas", "'replicas'"), (["replica"], "['replica']")]
+)
+def test_a_history_read_bind_that_is_no_bind_key_is_refused_at_init(setting, shown):
     app = Flask(__name__)
     app.config.update(
         SQLALCHEMY_DATABASE_URI="postgresql+psycopg2://postgres@/primary",
         SQLALCHEMY_BINDS={"replica": "postgresql+psycopg2://postgres@/standby"},
-        CHRONONAUT_HISTORY_READ_BIND="replicas",
+        CHRONONAUT_HISTORY_READ_BIND=setting,
     )
-    with pytest.raises(ChrononautException, match="'replicas', which is not a bind key"):
+    with pytest.raises(ChrononautException) as refused:
         VersionedSQLAlchemy(app)
+    assert str(refused.value) == (
+        f"CHRONONAUT_HISTORY_READ_BIND is {shown}, which is not a bind key of "
+        "SQLALCHEMY_BINDS ('replica'): name the bind whose engine is the read replica, "
+        "or leave the setting unset."
+    )
     assert "chrononaut" not in app.extensions
 
 
@@ -380,6 +391,21 @@ def test_undo_reads_the_history_on_the_primary(app, db, models, todo_id, replica
         operations = select(db.activity_cls.operation).order_by(db.activity_cls.id)
         expected = ["insert", "update", "update", "update", "delete", "insert", "delete"]
         assert db.session.execute(operations).scalars().all() == expected
+
+
+def test_a_snapshot_is_deleted_on_the_primary(app, db, models, todo_id, replication):
+    with replication.replay_paused():
+        with app.app_context():
+            todo = db.session.get(models.Todo, todo_id)
+            todo.title = "Final"
+            db.session.commit()
+            newest = todo.versions()[-1]  # on the primary: the session wrote
+        with app.app_context(), suppress_versioning(allow_deleting_history=True):
+            # Looked up on the paused replica, the row would not be found.
+            db.session.delete(newest)
+            db.session.commit()
+    with app.app_context():
+        assert _titles(db.session.get(models.Todo, todo_id).versions()) == ["Draft"]
 
 
 def test_writes_and_locking_reads_stay_on_the_primary(app, db, models, todo_id, replication):

@@ -204,6 +204,8 @@ class VersionedSession(Session):
         """
         if isinstance(instance, HistorySnapshot):
             ensure_history_writable("delete")
+            # The row is looked up to be deleted: on the primary, where it is deleted.
+            self.read_history_on_primary()
             model = instance.chrononaut_model
             row = None
             if model is not None and instance.chrononaut_activity_id is not None:
