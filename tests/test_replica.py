@@ -30,9 +30,10 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import InternalError
 
-from chrononaut import VersionedSQLAlchemy
+from chrononaut import Retention, VersionedSQLAlchemy
 from chrononaut.exceptions import ChrononautException
 from chrononaut.history.serialization import UTC
+from chrononaut.maintenance.retention import prune
 from chrononaut.unsafe import suppress_versioning
 from chrononaut.views import history_blueprint
 from tests.models import Models, define_models
@@ -406,6 +407,19 @@ def test_a_snapshot_is_deleted_on_the_primary(app, db, models, todo_id, replicat
             db.session.commit()
     with app.app_context():
         assert _titles(db.session.get(models.Todo, todo_id).versions()) == ["Draft"]
+
+
+def test_prune_reads_the_primary(app, db, models, todo_id, replication):
+    models.Todo.__chrononaut_retention__ = Retention(versions=1)
+    with replication.replay_paused():
+        _retitle(app, db, models, todo_id, "Final")
+        _retitle(app, db, models, todo_id, "Wrong")
+        with app.app_context():
+            # The paused replica has one version, which the rule keeps.
+            assert prune(db, dry_run=True).rows == 2
+            assert prune(db).rows == 2
+    with app.app_context():
+        assert _titles(db.session.get(models.Todo, todo_id).versions()) == ["Wrong"]
 
 
 def test_writes_and_locking_reads_stay_on_the_primary(app, db, models, todo_id, replication):
