@@ -30,7 +30,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import InternalError
 
-from chrononaut import Retention, VersionedSQLAlchemy
+from chrononaut import Retention, VersionedSQLAlchemy, allow_erasure, erase
 from chrononaut.exceptions import ChrononautException
 from chrononaut.history.serialization import UTC
 from chrononaut.maintenance.retention import prune
@@ -420,6 +420,15 @@ def test_prune_reads_the_primary(app, db, models, todo_id, replication):
             assert prune(db).rows == 2
     with app.app_context():
         assert _titles(db.session.get(models.Todo, todo_id).versions()) == ["Wrong"]
+
+
+def test_erasure_reads_the_primary(app, db, models, todo_id, replication):
+    with replication.replay_paused():
+        _retitle(app, db, models, todo_id, "Final")
+        with app.app_context(), allow_erasure():
+            erasure = erase(models.Todo, todo_id, ["title"], reason="asked to")
+        # Both snapshots: the paused replica has only the first.
+        assert (erasure.columns, erasure.snapshots) == (("title",), 2)
 
 
 def test_writes_and_locking_reads_stay_on_the_primary(app, db, models, todo_id, replication):
