@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert, select, text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import InternalError
 
@@ -450,6 +450,18 @@ def test_writes_and_locking_reads_stay_on_the_primary(app, db, models, todo_id, 
         with app.app_context():
             locking = select(activity.version).order_by(activity.id).with_for_update()
             assert db.session.execute(locking).scalars().all() == [0, 1]
+
+
+def test_a_select_with_a_data_modifying_cte_goes_to_the_primary(app, db, models, todo_id):
+    scratch = Table("scratch", MetaData(), Column("id", Integer, primary_key=True))
+    with app.app_context():
+        scratch.create(db.engine)
+        added = insert(scratch).values(id=1).returning(scratch.c.id).cte("added")
+        versions = select(db.activity_cls.version).add_cte(added)
+        # A hot standby would refuse the INSERT.
+        assert db.session.execute(versions).scalars().all() == [0]
+        db.session.commit()
+        assert db.session.execute(select(scratch.c.id)).scalars().all() == [1]
 
 
 def test_a_session_told_to_reads_history_on_the_primary_until_closed(

@@ -80,19 +80,17 @@ def _statement_kind(statement: Any) -> str:
 
 
 def _walked_kind(statement: Select[Any] | CompoundSelect[Any]) -> str:
-    """A SELECT reads history when it reads an activity table; the live tables it may
-    join are on the replica too, as of the same moment. A table of another bind key is
-    not: the replica is one of the default database."""
-    reads_history = other_database = False
+    """A SELECT reads history when it reads an activity table (which is in the default
+    database); the live tables it may join are on the replica too, as of the same
+    moment."""
+    reads_history = False
     for part in statement_parts(statement):
         if isinstance(part, UpdateBase):  # a data-modifying CTE
             return _WRITE
         if isinstance(part, GenerativeSelect) and locks_rows(part):
             return _WRITE
-        if isinstance(part, Table):
-            other_database = other_database or part.metadata.info.get("bind_key") is not None
-            reads_history = reads_history or is_history_table(part)
-    return _HISTORY_READ if reads_history and not other_database else _OTHER_READ
+        reads_history = reads_history or is_history_table(part)
+    return _HISTORY_READ if reads_history else _OTHER_READ
 
 
 class VersionedSession(Session):
