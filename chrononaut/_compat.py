@@ -19,6 +19,7 @@ from sqlalchemy.orm import InstanceState, Mapper, sessionmaker
 from sqlalchemy.orm.attributes import History
 from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE, instance_state
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.selectable import GenerativeSelect
 from sqlalchemy.sql.visitors import iterate
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "changed_since_load",
     "instance_state",
     "json_serializer",
+    "locks_rows",
     "named_froms",
     "new_instance",
     "requests_returning",
@@ -146,6 +148,16 @@ def named_froms(statement: Update | Delete) -> Iterator[FromClause]:
         clauses.extend((statement._values or {}).values())
     for clause in clauses:
         yield from getattr(clause, "_from_objects", ())
+
+
+def locks_rows(select: GenerativeSelect) -> bool:
+    """Tell whether ``select`` has a ``FOR UPDATE`` or ``FOR SHARE`` clause.
+
+    ``with_for_update()`` keeps it in the private ``_for_update_arg``, and no public
+    accessor reads it back; a locking read must go to the primary, which a hot standby
+    refuses. Caught by ``tests/test_compat.py`` and ``tests/test_replica.py``.
+    """
+    return select._for_update_arg is not None
 
 
 def json_serializer(dialect: Dialect) -> Callable[[Any], str]:

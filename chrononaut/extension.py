@@ -12,7 +12,7 @@ from flask.cli import AppGroup
 from chrononaut._compat import SessionFactoryHook
 from chrononaut.capture import recorder, triggers
 from chrononaut.capture.change_info import DEFAULT_USER_ID_ATTRIBUTE, USER_ID_ATTRIBUTE
-from chrononaut.capture.session import VersionedSession
+from chrononaut.capture.session import VersionedSession, check_history_read_bind
 from chrononaut.capture.undo_transaction import RevertedTransaction, revert_transaction
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
@@ -132,7 +132,10 @@ class VersionedSQLAlchemy(SessionFactoryHook):
         and add the ``flask chrononaut`` commands.
 
         :raises RuntimeError: an extension is already registered on ``app``.
+        :raises ChrononautException: ``CHRONONAUT_HISTORY_READ_BIND`` names no bind key
+            of ``SQLALCHEMY_BINDS``.
         """
+        check_history_read_bind(app.config)
         app.config.setdefault("CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO", False)
         app.config.setdefault("CHRONONAUT_EXTRA_CHANGE_INFO_FUNC", None)
         app.config.setdefault(USER_ID_ATTRIBUTE, DEFAULT_USER_ID_ATTRIBUTE)

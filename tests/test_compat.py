@@ -13,6 +13,7 @@ from chrononaut._compat import (
     attribute_history,
     changed_since_load,
     instance_state,
+    locks_rows,
     new_instance,
     statement_parts,
     statement_shape,
@@ -116,3 +117,13 @@ def test_statement_shape_ignores_bound_values_and_is_kept_on_the_statement():
     assert shape != statement_shape(delete(item).where(item.c.id == 1))
     # SQLAlchemy computes it once per statement, and reuses it when it executes it.
     assert statement._generate_cache_key() is statement._generate_cache_key()
+
+
+def test_locks_rows_sees_for_update_and_for_share_only():
+    item = sa.table("item", sa.column("id"))
+    statement = select(item.c.id)
+
+    assert locks_rows(statement.with_for_update())
+    assert locks_rows(statement.with_for_update(read=True))
+    assert locks_rows(statement.union(select(item.c.id)).with_for_update())
+    assert not locks_rows(statement)

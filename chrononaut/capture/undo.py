@@ -18,6 +18,7 @@ from sqlalchemy.orm.exc import UnmappedColumnError
 
 from chrononaut._compat import instance_state, new_instance
 from chrononaut.capture.change_info import APPENDED_CHANGE_INFO_KEY, transaction_within
+from chrononaut.capture.session import read_history_on_primary
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.activity import (
     DELETE,
@@ -86,6 +87,8 @@ class HistoryUndo:
         """
         state = instance_state(self)
         session = object_session(self) or _session_of(type(self))
+        # Undo reads history to write from it: never from a replica that may lag.
+        read_history_on_primary(session)
         # Unflushed changes of the object are replaced, not recorded first.
         with session.no_autoflush:
             snapshot = _snapshot_to_revert_to(session, self, state.mapper, snapshot_or_version)
@@ -125,6 +128,7 @@ class HistoryUndo:
         """
         mapper: Mapper[Any] = inspect(cls)
         session = _session_of(cls)
+        read_history_on_primary(session)
         activity = activity_class_for(cls).__table__
         require_time_travel_columns(session, activity)
         key_values = _key_values(mapper, key)

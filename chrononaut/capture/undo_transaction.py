@@ -14,6 +14,7 @@ from sqlalchemy import BigInteger, Text, and_, cast, func, select, true, tuple_
 from sqlalchemy.orm import Mapper, RelationshipDirection, RelationshipProperty
 
 from chrononaut._compat import instance_state
+from chrononaut.capture.session import read_history_on_primary
 from chrononaut.capture.undo import (
     REVERTED_TO_KEY,
     REVERTED_TRANSACTION_KEY,
@@ -82,6 +83,8 @@ def revert_transaction(
             f"revert_transaction() takes a transaction id (an integer, such as a "
             f"snapshot's chrononaut_transaction_id), not {type(transaction_id).__name__}."
         )
+    # The plan is read from history and checked against later changes: on the primary.
+    read_history_on_primary(session)
     activity = activity_class_for(base).__table__
     require_time_travel_columns(session, activity)
     plan = _plan(session, activity, base, transaction_id)

@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from chrononaut.capture.context import rationale
+from chrononaut.capture.session import read_history_on_primary
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.serialization import UTC
@@ -75,6 +76,8 @@ _FILTERS = ("model", "kind", "user", "since", "until")
 _WRITE_ENDPOINTS = ("revert", "restore")
 # Where the session keeps the token that every form that writes must send back.
 _CSRF_SESSION_KEY = "chrononaut_csrf_token"
+# Set by an undo for the timeline page it redirects to (see docs/replica.rst).
+_WROTE_SESSION_KEY = "chrononaut_wrote"
 
 
 def history_blueprint(
@@ -230,6 +233,8 @@ def _revertible(entries: list[TimelineEntry]) -> list[TimelineEntry]:
 
 
 def _timeline_page(model_name: str, may_write: bool) -> str:
+    if session.pop(_WROTE_SESSION_KEY, False):
+        read_history_on_primary(extension().session())
     model, key, entries = _object_history(model_name)
     shown_key = format_key(key)
     deleted = has_been_deleted(entries)
@@ -269,6 +274,9 @@ def _undo_page(model_name: str, *, restore: bool) -> Response | tuple[str, int]:
     """
     if request.method == "POST":
         _check_form_token()
+        # The undo is checked against the newest version and made from history: both
+        # read on the primary, never on a replica that may lag behind it.
+        read_history_on_primary(extension().session())
     model, key, entries = _object_history(model_name)
     newest = entries[-1]
     if restore:
@@ -373,6 +381,9 @@ def _undo(
         db_session.rollback()
         abort(409, f"The undo was refused, and nothing was changed: {_first_line(error)}")
     entries = object_timeline(db_session, model, key)
+    # The timeline it redirects to is another request, whose history reads could go
+    # to a replica that has not replayed the undo yet: it reads the primary once.
+    session[_WROTE_SESSION_KEY] = True
     return redirect(
         url_for(
             ".timeline",

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Mapper, Session
 
 from chrononaut.capture.change_info import active_extra_change_info
 from chrononaut.capture.guard import suppress_versioning
+from chrononaut.capture.session import read_history_on_primary
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import InvalidArgumentError
 from chrononaut.history.activity import (
@@ -154,6 +155,8 @@ def prune(
     report = PruneReport(started=datetime.now(UTC), dry_run=dry_run)
     # A session of its own, so that nothing of the application's is flushed by it.
     session: Session = db.session.session_factory()
+    # It reads the rows it removes: on the primary, where it removes them.
+    read_history_on_primary(session)
     try:
         for model, retention in _models_with_rules(db):
             entry = PrunedModel(model, retention, _cutoff(retention, report.started))
