@@ -26,7 +26,6 @@ from sqlalchemy import (
     exists,
     func,
     inspect,
-    literal,
     select,
     true,
     type_coerce,
@@ -86,8 +85,8 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
     them. The subquery is anonymous (``anon_1`` in SQL), so that one query may read a
     model at two times.
 
-    The keys are found by one pass over the activity index, in key order, and the
-    newest row of each by one more lookup of that index, so that a page in key order
+    The newest row of each object is found by one pass over the activity index, in key
+    order, and only those rows are read from the table, so that a page in key order
     reads only what it shows. For a model with a one-column integer or text key, that
     column is the stored key in SQL: a filter on it, or ordering by it, uses the index
     (see :class:`~chrononaut.history.stored_sql.StoredKey`).
@@ -119,21 +118,25 @@ def _dated_select(mapper: Mapper[Any], plan: _ReadPlan, at: datetime) -> Select[
     """The statement of :func:`as_of` for ``mapper`` at ``at`` (in UTC)."""
     activity = plan.activity
     rows = activity.alias("chrononaut_rows")
-    # The keys that have a row by then, each once. Grouped by the key alone when the
-    # model has one table, so that the planner's estimate of the number of objects is
-    # the number of keys, not of keys in any table.
-    by_table = len(plan.table_names) > 1
-    groups = [rows.c.table_name, rows.c.key] if by_table else [rows.c.key]
-    keys = (
-        select(*groups)
+    # Each row up to ``at``, with the id of the next one of its object: the newest has
+    # none. Read in the order of the activity index, the window needs no sort, and
+    # a filter on the key, or ordering by it, reaches the index through it.
+    ordered = (
+        select(
+            rows.c.key,
+            rows.c.id,
+            func.lead(rows.c.id)
+            .over(
+                partition_by=(rows.c.table_name, rows.c.key),
+                order_by=(rows.c.changed, rows.c.id),
+            )
+            .label("next_id"),
+        )
         .where(rows.c.table_name.in_(plan.table_names), rows.c.changed <= at)
-        .group_by(*groups)
-        .subquery("chrononaut_keys")
+        .subquery("chrononaut_ordered")
     )
-    table_name = keys.c.table_name if by_table else literal(plan.table_names[0])
-    # The newest row of each key by then: the first entry of the index read backwards
-    # from (key, at), one lookup per key. Finding it by an aggregate over all the rows
-    # instead costs more than the lookups, and its id must then be looked up anyway.
+    # Only the newest rows are read from the table, by their id. The LIMIT keeps the
+    # planner from joining otherwise: for a large model it would read the whole table.
     state = (
         select(
             activity.c.id,
@@ -144,18 +147,13 @@ def _dated_select(mapper: Mapper[Any], plan: _ReadPlan, at: datetime) -> Select[
             activity.c.data,
             activity.c.operation,
         )
-        .where(
-            activity.c.table_name == table_name,
-            activity.c.key == keys.c.key,
-            activity.c.changed <= at,
-        )
-        .order_by(activity.c.changed.desc(), activity.c.id.desc())
+        .where(activity.c.id == ordered.c.id)
         .limit(1)
         .lateral("chrononaut_state")
     )
     deleted = _deleted(state, plan, mapper)
     columns = VersionedColumns.of(mapper)
-    key_columns = _key_columns(mapper, keys.c.key)
+    key_columns = _key_columns(mapper, ordered.c.key)
     values = [
         stored_value(state.c.data[name], mapper.columns[name].type).label(name)
         for name in columns.tracked
@@ -168,8 +166,8 @@ def _dated_select(mapper: Mapper[Any], plan: _ReadPlan, at: datetime) -> Select[
             state.c.version.label(VERSION_KEY),
             state.c.changed.label(CHANGED),
         )
-        .select_from(keys.join(state, true()))
-        .where(~deleted, _of_subclasses(mapper, state))
+        .select_from(ordered.join(state, true()))
+        .where(ordered.c.next_id.is_(None), ~deleted, _of_subclasses(mapper, state))
     )
 
 
@@ -251,8 +249,9 @@ class _PoolReads:
     tables are (:func:`~chrononaut.history.activity.has_time_travel_columns`).
     """
 
-    #: How many statements of :func:`as_of` are kept, the least recently made first out.
-    SIZE = 64
+    #: How many statements of :func:`as_of` are kept, the least recently made first out:
+    #: each holds about 100 kB of SQLAlchemy's objects.
+    SIZE = 16
 
     def __init__(self) -> None:
         self.plans: dict[Mapper[Any], _ReadPlan] = {}
