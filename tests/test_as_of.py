@@ -96,9 +96,28 @@ def _rows(session, dated, *names, order_by=None):
     return [tuple(row) for row in session.execute(statement)]
 
 
-def _forget_operations(db):
+#: How the rows the dated reads are tested on record their operation: every row does; none
+#: does (the model's read plan, made at its first read, then applies the rule of
+#: chrononaut.history.lives to every row); none does from after the model's first read
+#: (the plan, made while all did, applies the rule only to the rows found without one,
+#: as for rows an older release writes after the migration).
+RECORDINGS = ["recorded", "without operations", "without operations after the first read"]
+
+
+def _first_read(recording, model):
+    """The model to read before forgetting the operations, for ``recording``."""
+    return model if recording == RECORDINGS[2] else None
+
+
+def _forget_operations(db, first_read=None):
     """Make every activity row look written by a release that did not record its
-    operation, so that dated reads apply the rule of chrononaut.history.lives."""
+    operation, so that dated reads apply the rule of chrononaut.history.lives.
+
+    :param first_read: a model to read as of now before, so that its read plan is made
+        while every row records its operation.
+    """
+    if first_read is not None:
+        first_read.as_of(datetime.now(timezone.utc))
     with suppress_versioning(allow_deleting_history=True):
         db.session.execute(text("UPDATE chrononaut_activity SET operation = NULL"))
         db.session.commit()
@@ -107,8 +126,8 @@ def _forget_operations(db):
 # -- as_of -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("without_operations", [False, True])
-def test_each_object_reads_in_its_state_at_the_time(db, session, models, without_operations):
+@pytest.mark.parametrize("recording", RECORDINGS)
+def test_each_object_reads_in_its_state_at_the_time(db, session, models, recording):
     Todo = models.Todo
     first, second = Todo(title="a1"), Todo(title="b1")
     session.add_all([first, second])
@@ -120,8 +139,8 @@ def test_each_object_reads_in_its_state_at_the_time(db, session, models, without
     session.delete(second)
     session.commit()
     deleted = _changed_of_last_commit(session, models)
-    if without_operations:
-        _forget_operations(db)
+    if recording != "recorded":
+        _forget_operations(db, _first_read(recording, Todo))
 
     def state(at):
         return _rows(session, Todo.as_of(at), "id", "title", "version")
@@ -150,9 +169,9 @@ def test_the_changed_column_tells_when_each_state_began(session, models):
     assert session.execute(select(dated.c.chrononaut_changed)).scalar_one() == created
 
 
-@pytest.mark.parametrize("without_operations", [False, True])
+@pytest.mark.parametrize("recording", RECORDINGS)
 def test_an_object_created_and_deleted_in_one_transaction_never_appears(
-    db, session, models, without_operations
+    db, session, models, recording
 ):
     Todo = models.Todo
     kept = Todo(title="kept")
@@ -165,8 +184,8 @@ def test_an_object_created_and_deleted_in_one_transaction_never_appears(
     session.delete(fleeting)
     session.commit()
     deleted = _changed_of_last_commit(session, models)
-    if without_operations:
-        _forget_operations(db)
+    if recording != "recorded":
+        _forget_operations(db, _first_read(recording, Todo))
 
     # Inside the transaction the object existed; from its delete on, it does not.
     assert _rows(session, Todo.as_of(inserted), "title") == [("fleeting",), ("kept",)]
@@ -189,8 +208,8 @@ def test_objects_created_and_deleted_within_one_second(session, models):
     assert _rows(session, Todo.as_of(deleted), "title") == []
 
 
-@pytest.mark.parametrize("without_operations", [False, True])
-def test_a_deleted_and_reinserted_key_reads_as_each_life(db, session, models, without_operations):
+@pytest.mark.parametrize("recording", RECORDINGS)
+def test_a_deleted_and_reinserted_key_reads_as_each_life(db, session, models, recording):
     Todo = models.Todo
     session.add(Todo(id=7, title="first life"))
     session.commit()
@@ -203,8 +222,8 @@ def test_a_deleted_and_reinserted_key_reads_as_each_life(db, session, models, wi
     second_life = _changed_of_last_commit(session, models)
     session.get(Todo, 7).title = "second life, changed"
     session.commit()
-    if without_operations:
-        _forget_operations(db)
+    if recording != "recorded":
+        _forget_operations(db, _first_read(recording, Todo))
 
     def state(at):
         return _rows(session, Todo.as_of(at), "id", "title", "version")
@@ -215,7 +234,10 @@ def test_a_deleted_and_reinserted_key_reads_as_each_life(db, session, models, wi
     assert state(datetime.now(timezone.utc)) == [(7, "second life, changed", 1)]
 
 
-def test_an_object_deleted_without_history_ends_with_its_last_recorded_state(db, session, models):
+@pytest.mark.parametrize("recording", RECORDINGS[1:])
+def test_an_object_deleted_without_history_ends_with_its_last_recorded_state(
+    db, session, models, recording
+):
     """A delete inside suppress_versioning() leaves no row: the rule of rows without an
     operation takes the last recorded state to be the end only when nothing follows."""
     Todo = models.Todo
@@ -227,7 +249,7 @@ def test_an_object_deleted_without_history_ends_with_its_last_recorded_state(db,
     with suppress_versioning():
         session.delete(todo)
         session.commit()
-    _forget_operations(db)
+    _forget_operations(db, _first_read(recording, Todo))
 
     assert _rows(session, Todo.as_of(datetime.now(timezone.utc)), "title") == []
 
@@ -471,12 +493,13 @@ def test_key_filters_and_key_order_use_the_index(session, models):
     assert "Sort" not in page
 
 
-def _plan(session, statement):
-    """The plan PostgreSQL makes for ``statement``, as text."""
+def _plan(session, statement, analyze=False):
+    """The plan PostgreSQL makes for ``statement``, as text; run, with what each node
+    did, if ``analyze``."""
     connection = session.connection()
 
     def explain(conn, cursor, sql, parameters, context, executemany):
-        return "EXPLAIN " + sql, parameters
+        return ("EXPLAIN (ANALYZE) " if analyze else "EXPLAIN ") + sql, parameters
 
     event.listen(connection, "before_cursor_execute", explain, retval=True)
     try:
@@ -515,8 +538,8 @@ def test_a_table_without_the_time_travel_columns_is_refused(db, session, models)
 # -- changed_between ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("without_operations", [False, True])
-def test_changes_of_a_window(db, session, models, without_operations):
+@pytest.mark.parametrize("recording", RECORDINGS)
+def test_changes_of_a_window(db, session, models, recording):
     Todo = models.Todo
     todo, other = Todo(title="a"), Todo(title="x")
     session.add_all([todo, other])
@@ -528,8 +551,8 @@ def test_changes_of_a_window(db, session, models, without_operations):
     session.delete(todo)
     session.commit()
     deleted = _changed_of_last_commit(session, models)
-    if without_operations:
-        _forget_operations(db)
+    if recording != "recorded":
+        _forget_operations(db, _first_read(recording, Todo))
 
     def changes(start, end):
         window = Todo.changed_between(start, end)
@@ -601,8 +624,8 @@ COMMITS = st.lists(
 )
 
 
-@pytest.mark.parametrize("without_operations", [False, True])
-def test_as_of_equals_the_live_table_as_it_was(db, session, models, without_operations):
+@pytest.mark.parametrize("recording", RECORDINGS)
+def test_as_of_equals_the_live_table_as_it_was(db, session, models, recording):
     Todo = models.Todo
     activity = activity_class_for(Todo).__table__
 
@@ -643,8 +666,8 @@ def test_as_of_equals_the_live_table_as_it_was(db, session, models, without_oper
             ).one()
             if first is not None:
                 history.append((first, last, live()))
-        if without_operations:
-            _forget_operations(db)
+        if recording != "recorded":
+            _forget_operations(db, _first_read(recording, Todo))
 
         def as_of(at):
             dated = Todo.as_of(at)
@@ -680,17 +703,38 @@ def _snippet(name):
     return module
 
 
-def test_the_rule_is_left_out_where_every_row_says_its_operation(db, session, models):
-    Todo = models.Todo
-    session.add(Todo(title="a"))
-    session.commit()
-    plain = _plan(session, select(Todo.as_of(datetime.now(timezone.utc))))
-    _forget_operations(db)
-    with_rule = _plan(session, select(Todo.as_of(datetime.now(timezone.utc))))
+def _rule_lookups(plan):
+    """The lines of ``plan`` that look for an object's next row, as the rule does."""
+    return [line for line in plan.splitlines() if " later " in line]
 
-    # The rule looks for the object's next row and for its live row.
-    assert "SubPlan" not in plain and "later" not in plain
-    assert "later" in with_rule
+
+def test_the_rule_runs_only_for_rows_without_an_operation(db, session, models):
+    Todo = models.Todo
+    kept, gone = Todo(title="kept"), Todo(title="gone")
+    session.add_all([kept, gone])
+    session.commit()
+    session.delete(gone)
+    session.commit()
+    now = datetime.now(timezone.utc)
+
+    # Every row says its operation: the rule is part of the statement, but never run.
+    recorded = _plan(session, select(Todo.as_of(now)), analyze=True)
+    assert _rule_lookups(recorded)
+    assert all("never executed" in line for line in _rule_lookups(recorded))
+    assert _rows(session, Todo.as_of(now), "title") == [("kept",)]
+
+    # Rows without one, written after the plan was made, are read by the rule.
+    _forget_operations(db)
+    forgotten = _plan(session, select(Todo.as_of(now)), analyze=True)
+    assert not any("never executed" in line for line in _rule_lookups(forgotten))
+    assert _rows(session, Todo.as_of(now), "title") == [("kept",)]
+    assert "chrononaut_unrecorded" in forgotten
+
+    # A new pool makes the plan anew: the rule for every row, gathered no more.
+    db.engine.dispose()
+    anew = _plan(session, select(Todo.as_of(now)))
+    assert _rule_lookups(anew) and "chrononaut_unrecorded" not in anew
+    assert _rows(session, Todo.as_of(now), "title") == [("kept",)]
 
 
 def test_without_the_index_the_rule_stays(db, session, models):
@@ -706,12 +750,88 @@ def test_without_the_index_the_rule_stays(db, session, models):
     session.commit()
     now = datetime.now(timezone.utc)
 
-    assert "later" in _plan(session, select(Todo.as_of(now)))
+    plan = _plan(session, select(Todo.as_of(now)))
+    assert _rule_lookups(plan) and "chrononaut_unrecorded" not in plan
     assert _rows(session, Todo.as_of(now), "id") == []
 
 
 def test_the_index_is_part_of_the_activity_table(db, models):
     assert INDEX in _index_names(db)
+
+
+# -- what the reads keep per connection pool -------------------------------------------
+
+
+def test_the_database_is_asked_once_per_pool(db, session, models):
+    Todo = models.Todo
+    session.add(Todo(title="a"))
+    session.commit()
+    now = datetime.now(timezone.utc)
+    asked = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "to_regclass" in statement:
+            asked.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        Todo.as_of(now)
+        Todo.as_of(now - timedelta(hours=1))
+        Todo.changed_between(now - timedelta(hours=1), now)
+        assert len(asked) == 1
+        db.engine.dispose()
+        Todo.as_of(now)
+        assert len(asked) == 2
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+
+
+def test_one_time_read_twice_in_one_query(session, models):
+    Todo = models.Todo
+    session.add_all([Todo(title="a"), Todo(title="b")])
+    session.commit()
+    now = datetime.now(timezone.utc)
+
+    first, second = Todo.as_of(now), Todo.as_of(now)
+    query = (
+        select(first.c.title, second.c.title)
+        .join_from(first, second, first.c.id == second.c.id)
+        .order_by(first.c.title)
+    )
+    assert session.execute(query).all() == [("a", "a"), ("b", "b")]
+
+
+def test_a_new_pool_sees_the_migration_and_the_rows_written_before_it(db, session, models):
+    Todo = models.Todo
+    kept, gone = Todo(title="kept"), Todo(title="gone")
+    session.add_all([kept, gone])
+    session.commit()
+    session.delete(gone)
+    session.commit()
+    before = datetime.now(timezone.utc)
+    assert _rows(session, Todo.as_of(before), "title") == [("kept",)]
+
+    # The table of an older release: its changes are recorded without an operation.
+    session.execute(text("ALTER TABLE chrononaut_activity DROP COLUMN operation"))
+    session.execute(text("ALTER TABLE chrononaut_activity DROP COLUMN transaction_id"))
+    session.commit()
+    db.engine.dispose()
+    with pytest.raises(ChrononautException, match=r"docs/migration\.rst"):
+        Todo.as_of(before)
+    session.delete(session.get(Todo, kept.id))
+    session.commit()
+    after = datetime.now(timezone.utc)
+
+    # The migration, then a new pool.
+    session.execute(text("ALTER TABLE chrononaut_activity ADD COLUMN operation text"))
+    session.execute(text("ALTER TABLE chrononaut_activity ADD COLUMN transaction_id bigint"))
+    session.execute(
+        text(f"CREATE INDEX {INDEX} ON chrononaut_activity (table_name) WHERE operation IS NULL")
+    )
+    session.commit()
+    db.engine.dispose()
+    assert _rows(session, Todo.as_of(before), "title") == [("kept",)]
+    assert _rows(session, Todo.as_of(after), "title") == []
 
 
 # -- the examples of docs/time-travel.rst ---------------------------------------------

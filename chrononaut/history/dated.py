@@ -10,28 +10,26 @@ orders and joins the values of the past as it does live ones.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
-    DateTime,
+    Select,
     Subquery,
     Table,
+    any_,
     case,
-    cast,
     exists,
-    extract,
     func,
     inspect,
-    literal,
     select,
     true,
     type_coerce,
-    types,
 )
-from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.orm import Mapper
 
 from chrononaut.exceptions import InvalidArgumentError
@@ -45,16 +43,14 @@ from chrononaut.history.activity import (
 )
 from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.lives import deleted_condition
-from chrononaut.history.serialization import (
-    UTC,
-    as_utc,
-)
+from chrononaut.history.serialization import as_utc
 
 # stored_value is part of this module's interface: a snapshot's value, typed in SQL.
 from chrononaut.history.stored_sql import StoredKey, stored_value
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+    from sqlalchemy.pool import Pool
 
 __all__ = [
     "CHANGED",
@@ -89,11 +85,15 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
     them. The subquery is anonymous (``anon_1`` in SQL), so that one query may read a
     model at two times.
 
-    The newest row of each object is found by one pass over the activity index, in
-    key order, so that a page in key order reads only what it shows. For a model
-    with a one-column integer or text key, that column is the stored key in SQL: a
-    filter on it, or ordering by it, uses the index (see
-    :class:`~chrononaut.history.stored_sql.StoredKey`).
+    The newest row of each object is found by one pass over the activity index, in key
+    order, and only those rows are read from the table, so that a page in key order
+    reads only what it shows. For a model with a one-column integer or text key, that
+    column is the stored key in SQL: a filter on it, or ordering by it, uses the index
+    (see :class:`~chrononaut.history.stored_sql.StoredKey`).
+
+    The statement depends only on the model, ``at`` and what the database said of its
+    activity table, so that it is kept for each connection pool: reading the same time
+    again makes only a new subquery of it (see :func:`_deleted` for what is asked).
 
     :param session: the session whose database tells whether the activity table has
         the columns of time travel.
@@ -104,32 +104,56 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
     if not isinstance(at, datetime):
         raise InvalidArgumentError(f"as_of() takes a datetime, not {type(at).__name__}: {at!r}.")
     mapper: Mapper[Any] = inspect(model)
-    activity, table_names, with_rule = _read_plan(session, mapper)
+    reads = _reads_of(session, mapper)
+    at = as_utc(at)
+    dated = reads.dated.get((mapper, at))
+    if dated is None:
+        dated = _dated_select(mapper, reads.plan(session, mapper), at)
+        reads.remember(mapper, at, dated)
+    # Anonymous each time, so that one statement may read the same time twice.
+    return dated.subquery()
+
+
+def _dated_select(mapper: Mapper[Any], plan: _ReadPlan, at: datetime) -> Select[Any]:
+    """The statement of :func:`as_of` for ``mapper`` at ``at`` (in UTC)."""
+    activity = plan.activity
     rows = activity.alias("chrononaut_rows")
-    # The newest (changed, id) of each key: both are timestamps in the array, so that
-    # one max() picks the newest row, the id breaking ties of changed. The id is a
-    # count of microseconds after the epoch, exact up to 2**53.
-    newest_row = func.max(array([rows.c.changed, _EPOCH + rows.c.id * _MICROSECOND]))
-    # Grouped by the key alone when the model has one table, so that the planner's
-    # estimate of the number of objects is the number of keys, not of keys in any table.
-    groups = [rows.c.key] if len(table_names) == 1 else [rows.c.table_name, rows.c.key]
-    newest = (
-        select(rows.c.key, newest_row.label("newest"))
-        .where(rows.c.table_name.in_(table_names), rows.c.changed <= as_utc(at))
-        .group_by(*groups)
-        .subquery("chrononaut_newest")
+    # Each row up to ``at``, with the id of the next one of its object: the newest has
+    # none. Read in the order of the activity index, the window needs no sort, and
+    # a filter on the key, or ordering by it, reaches the index through it.
+    ordered = (
+        select(
+            rows.c.key,
+            rows.c.id,
+            func.lead(rows.c.id)
+            .over(
+                partition_by=(rows.c.table_name, rows.c.key),
+                order_by=(rows.c.changed, rows.c.id),
+            )
+            .label("next_id"),
+        )
+        .where(rows.c.table_name.in_(plan.table_names), rows.c.changed <= at)
+        .subquery("chrononaut_ordered")
     )
-    newest_id = cast(extract("epoch", newest.c.newest[2] - _EPOCH) * 1_000_000, BigInteger)
-    # Each newest row is read by its id. The LIMIT keeps the planner from joining
-    # otherwise: it cannot tell how many objects a table has (keys repeat across
-    # tables), and with too high a guess it reads the whole table to merge instead.
-    state = select(activity).where(activity.c.id == newest_id).limit(1).lateral("chrononaut_state")
-    if with_rule:
-        deleted = _deleted(state, activity, mapper)
-    else:
-        deleted = func.coalesce(state.c.operation == DELETE, False)
+    # Only the newest rows are read from the table, by their id. The LIMIT keeps the
+    # planner from joining otherwise: for a large model it would read the whole table.
+    state = (
+        select(
+            activity.c.id,
+            activity.c.table_name,
+            activity.c.key,
+            activity.c.changed,
+            activity.c.version,
+            activity.c.data,
+            activity.c.operation,
+        )
+        .where(activity.c.id == ordered.c.id)
+        .limit(1)
+        .lateral("chrononaut_state")
+    )
+    deleted = _deleted(state, plan, mapper)
     columns = VersionedColumns.of(mapper)
-    key_columns = _key_columns(mapper, newest.c.key)
+    key_columns = _key_columns(mapper, ordered.c.key)
     values = [
         stored_value(state.c.data[name], mapper.columns[name].type).label(name)
         for name in columns.tracked
@@ -142,9 +166,8 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
             state.c.version.label(VERSION_KEY),
             state.c.changed.label(CHANGED),
         )
-        .select_from(newest.join(state, true()))
-        .where(~deleted, _of_subclasses(mapper, state))
-        .subquery()
+        .select_from(ordered.join(state, true()))
+        .where(ordered.c.next_id.is_(None), ~deleted, _of_subclasses(mapper, state))
     )
 
 
@@ -171,16 +194,15 @@ def changed_between(model: type[Any], session: Session, start: datetime, end: da
     if as_utc(end) < as_utc(start):
         raise InvalidArgumentError(f"The window ends ({end}) before it starts ({start}).")
     mapper: Mapper[Any] = inspect(model)
-    activity, table_names, with_rule = _read_plan(session, mapper)
-    rows = activity.alias("chrononaut_rows")
-    operation: ColumnElement[str | None] = rows.c.operation
-    if with_rule:
-        operation = case(
-            (rows.c.operation.is_not(None), rows.c.operation),
-            (rows.c.version == 0, INSERT),
-            (_deleted(rows, activity, mapper), DELETE),
-            else_=UPDATE,
-        )
+    plan = _reads_of(session, mapper).plan(session, mapper)
+    rows = plan.activity.alias("chrononaut_rows")
+    # Rows without an operation get the rule's: the CASE reads it only for them.
+    operation = case(
+        (rows.c.operation.is_not(None), rows.c.operation),
+        (rows.c.version == 0, INSERT),
+        (_deleted(rows, plan, mapper), DELETE),
+        else_=UPDATE,
+    )
     key_columns = _key_columns(mapper, rows.c.key)
     return (
         select(
@@ -192,7 +214,7 @@ def changed_between(model: type[Any], session: Session, start: datetime, end: da
             rows.c.extra_info.label(EXTRA_INFO),
         )
         .where(
-            rows.c.table_name.in_(table_names),
+            rows.c.table_name.in_(plan.table_names),
             rows.c.changed > as_utc(start),
             rows.c.changed <= as_utc(end),
             _of_subclasses(mapper, rows),
@@ -201,51 +223,128 @@ def changed_between(model: type[Any], session: Session, start: datetime, end: da
     )
 
 
-def _read_plan(session: Session, mapper: Mapper[Any]) -> tuple[Table, list[str], bool]:
-    """Return the activity table of ``mapper``, its table names there, and whether a
-    dated read must apply the rule for rows without an operation.
+@dataclass(frozen=True)
+class _ReadPlan:
+    """What the dated reads of one model need to know of its activity table."""
 
-    :raises ChrononautException: the activity table lacks the columns of time travel.
-    """
-    activity = activity_class_for(mapper.class_).__table__
-    require_time_travel_columns(session, activity)
-    table_names = _table_names(mapper)
-    return activity, table_names, not _records_operations(session, activity, table_names)
-
-
-_EPOCH = literal(datetime(1970, 1, 1, tzinfo=UTC), DateTime(timezone=True))
-_MICROSECOND = literal(timedelta(microseconds=1), types.Interval())
+    #: The activity table of the model.
+    activity: Table
+    #: The ``table_name`` of the model and of its subclasses there.
+    table_names: list[str]
+    #: The ids of the model's rows without an operation that the rule reads as deletes,
+    #: as an array, or ``None`` where the rule is applied to every row (see
+    #: :func:`_deleted`).
+    ruled_deletes: ColumnElement[Any] | None
 
 
 #: The partial index of the activity rows without an operation (see activity_factory).
 _WITHOUT_OPERATION_INDEX = "ix_chrononaut_activity_without_operation"
 
 
-def _records_operations(session: Session, activity: Table, table_names: list[str]) -> bool:
-    """Tell whether every activity row of ``table_names`` records its operation, so
-    that a dated read can leave out the rule for rows that do not.
+class _PoolReads:
+    """What the dated reads through one connection pool keep: the read plan of each
+    model, and the statements of the latest times read, which depend on nothing else.
 
-    The rule costs two lookups per object, and its cost, counted by the planner even
-    where it is never run, pushes a read of 10,000 objects past PostgreSQL's JIT
-    threshold. The partial index of the rows without an operation answers at once;
-    on a table without that index, finding out would read the whole history, so the
-    answer is then no, and the rule stays.
+    Kept per pool, which ``Engine.dispose()`` replaces, as the layouts of the activity
+    tables are (:func:`~chrononaut.history.activity.has_time_travel_columns`).
     """
+
+    #: How many statements of :func:`as_of` are kept, the least recently made first out:
+    #: each holds about 100 kB of SQLAlchemy's objects.
+    SIZE = 16
+
+    def __init__(self) -> None:
+        self.plans: dict[Mapper[Any], _ReadPlan] = {}
+        self.dated: OrderedDict[tuple[Mapper[Any], datetime], Select[Any]] = OrderedDict()
+
+    def plan(self, session: Session, mapper: Mapper[Any]) -> _ReadPlan:
+        """Return the read plan of ``mapper``, asking the database the first time."""
+        plan = self.plans.get(mapper)
+        if plan is None:
+            activity = activity_class_for(mapper.class_).__table__
+            table_names = _table_names(mapper)
+            ruled_deletes = None
+            if not _has_rows_without_operation(session, activity, table_names):
+                ruled_deletes = _ruled_deletes(activity, table_names, mapper)
+            plan = self.plans[mapper] = _ReadPlan(activity, table_names, ruled_deletes)
+        return plan
+
+    def remember(self, mapper: Mapper[Any], at: datetime, dated: Select[Any]) -> None:
+        """Keep the statement of :func:`as_of` for ``mapper`` at ``at``."""
+        self.dated[mapper, at] = dated
+        if len(self.dated) > self.SIZE:
+            self.dated.popitem(last=False)
+
+
+_READS: WeakKeyDictionary[Pool, _PoolReads] = WeakKeyDictionary()
+
+
+def _reads_of(session: Session, mapper: Mapper[Any]) -> _PoolReads:
+    """Return what the dated reads of ``mapper`` keep for the session's pool.
+
+    :raises ChrononautException: the activity table lacks the columns of time travel.
+    """
+    activity = activity_class_for(mapper.class_).__table__
+    require_time_travel_columns(session, activity)
+    pool = session.get_bind(clause=activity).engine.pool
+    reads = _READS.get(pool)
+    if reads is None:
+        reads = _READS[pool] = _PoolReads()
+    return reads
+
+
+def _has_rows_without_operation(session: Session, activity: Table, table_names: list[str]) -> bool:
+    """Tell whether the activity table has rows of ``table_names`` without an operation,
+    by the partial index of such rows; a table without that index is taken to have
+    some, as finding out would read the whole history."""
     index = _WITHOUT_OPERATION_INDEX
     if activity.schema is not None:
         index = f"{activity.schema}.{index}"
     without_operation = exists().where(
         activity.c.table_name.in_(table_names), activity.c.operation.is_(None)
     )
-    answer = case((func.to_regclass(index).is_not(None), ~without_operation), else_=False)
-    return bool(session.execute(select(answer)).scalar())
+    answer = case((func.to_regclass(index).is_not(None), without_operation), else_=True)
+    connection = session.connection(bind_arguments={"clause": activity})
+    return bool(connection.scalar(select(answer)))
 
 
-def _deleted(rows: Any, activity: Any, mapper: Mapper[Any]) -> ColumnElement[bool]:
-    # Asked of the base mapper, whose table holds a row of every live object of the
-    # hierarchy, and whose key columns are those of that table; a joined subclass's
-    # primary key is its base table's, not its own table's.
-    return deleted_condition(rows, activity, mapper.base_mapper)
+def _ruled_deletes(
+    activity: Table, table_names: list[str], mapper: Mapper[Any]
+) -> ColumnElement[Any]:
+    """The ids of the rows of ``table_names`` without an operation that the rule of
+    :mod:`chrononaut.history.lives` reads as deletes, as an array."""
+    unrecorded = activity.alias("chrononaut_unrecorded")
+    ruled_deletes = select(unrecorded.c.id).where(
+        unrecorded.c.table_name.in_(table_names),
+        unrecorded.c.operation.is_(None),
+        deleted_condition(unrecorded, activity, mapper.base_mapper),
+    )
+    return func.array(ruled_deletes.scalar_subquery())
+
+
+def _deleted(rows: Any, plan: _ReadPlan, mapper: Mapper[Any]) -> ColumnElement[bool]:
+    """The condition that the activity row of ``rows`` is a delete: its operation, or,
+    for a row without one, the rule of :mod:`chrononaut.history.lives`.
+
+    The rule costs two lookups per object, and its cost, counted by the planner even
+    where it is never run, pushes a read of 10,000 objects past PostgreSQL's JIT
+    threshold. So it is applied to every row only where the model had rows without an
+    operation when its plan was made (the history of releases before 1.0), or where
+    the partial index of such rows is missing. Elsewhere, the rows without an operation
+    that are deletes are gathered through that index, once per statement (an InitPlan)
+    and only if the read meets a row without an operation: the planner reckons them as
+    few as the table's statistics say, and the read stays exact if an older release
+    still writes such rows.
+    """
+    if plan.ruled_deletes is None:
+        # Asked of the base mapper, whose table holds a row of every live object of
+        # the hierarchy, and whose key columns are those of that table; a joined
+        # subclass's primary key is its base table's, not its own table's.
+        return deleted_condition(rows, plan.activity, mapper.base_mapper)
+    condition: ColumnElement[bool] = func.coalesce(
+        rows.c.operation == DELETE, rows.c.id == any_(plan.ruled_deletes)
+    )
+    return condition
 
 
 def _table_names(mapper: Mapper[Any]) -> list[str]:
