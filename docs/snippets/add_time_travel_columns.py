@@ -9,10 +9,10 @@ there read as NULL. Then it builds two indexes without locking out writes:
   recorded transaction;
 - ``ix_chrononaut_activity_without_operation``, a partial index of the rows that do
   not record their operation (those older releases wrote). ``Model.as_of()`` and
-  ``Model.changed_between()`` ask it whether a model has such rows, and read their
-  operation by a rule that costs two lookups per object only when it does; without
-  the index they always apply that rule. Rows written from 1.0 on never enter it, so
-  it costs nothing to record a change.
+  ``Model.changed_between()`` ask it, once per connection pool, whether a model has
+  such rows, and read their operation by a rule that costs two lookups per object only
+  when it does; without the index they always apply that rule. Rows written from 1.0
+  on never enter it, so it costs nothing to record a change.
 
 A run that failed half way (a lock it gave up waiting for, a build cancelled or
 timed out) can simply be run again.
