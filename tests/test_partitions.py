@@ -7,13 +7,14 @@ plain table make their own app.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import pytest
 from flask import Flask
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import inspect, select, text, update
+from sqlalchemy import event, inspect, select, text, update
 
 from chrononaut import ChrononautException, Retention, VersionedSQLAlchemy, create_partitions
 from chrononaut.history.partitions import INTERVALS, Interval, partition_ddl
@@ -354,3 +355,57 @@ def test_a_partition_is_pruned_row_by_row_while_a_transaction_reads_the_table(
     session.commit()
     assert partition(-6) in partitions(session)
     assert [s.title for s in todo.versions()] == ["v2"]
+
+
+def explained(db, read) -> list[str]:
+    """The plans PostgreSQL carried out for the statements ``read()`` sends that read
+    the activity table, each as text (EXPLAIN ANALYZE, without costs or times)."""
+    sent = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        if TABLE in statement and "to_regclass" not in statement:
+            sent.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", keep)
+    try:
+        read()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", keep)
+    plans = []
+    with db.engine.connect() as connection:
+        cursor = connection.connection.cursor()
+        # The tables are tiny, so reading them whole would be cheapest: the question is
+        # what the planner does when it may not, as with a long history.
+        cursor.execute("SET enable_seqscan = off")
+        for statement, parameters in sent:
+            cursor.execute(
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + statement, parameters
+            )
+            plans.append("\n".join(line for (line,) in cursor.fetchall()))
+    return plans
+
+
+def test_dated_reads_read_only_the_partitions_they_need(db, session, models, dated):
+    past_partitions(db, session, -3, -2, -1)
+    todos = [todo_with_versions(session, models, 2) for _ in range(3)]
+    for todo in todos:
+        dated(todo, [month(-3) + timedelta(days=1), month(-2) + timedelta(days=1)])
+    session.execute(text(f"ANALYZE {TABLE}"))
+    session.commit()
+    at = month(-2) + timedelta(days=2)
+
+    (version_at,) = explained(db, lambda: todos[0].version_at(at))
+    (as_of,) = explained(db, lambda: session.execute(select(models.Todo.as_of(at))).all())
+
+    # Partitions after `at` are pruned when the plan is made...
+    later = [partition(-1), partition(0), partition(1)]
+    assert all(name not in version_at for name in later)
+    assert f"Index Scan Backward using {partition(-2)}_table_name_key_changed_id_idx" in (
+        version_at
+    )
+    newest, lookup = as_of.split("Subquery Scan on chrononaut_state")
+    assert all(name not in newest for name in later)
+    # ... and each object's row is then read from its one partition, by its key.
+    lookups = re.findall(r"Index Scan using (\w+)_pkey on \w+ \w+ \((never executed|actual)", lookup)
+    assert {name for name, run in lookups if run == "actual"} == {partition(-2)}
+    assert "Seq Scan" not in lookup.replace("(never executed)", "")

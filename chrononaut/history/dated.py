@@ -123,7 +123,14 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
     # Each newest row is read by its id. The LIMIT keeps the planner from joining
     # otherwise: it cannot tell how many objects a table has (keys repeat across
     # tables), and with too high a guess it reads the whole table to merge instead.
-    state = select(activity).where(activity.c.id == newest_id).limit(1).lateral("chrononaut_state")
+    # Its changed too: in the partitioned layout that picks the one partition to read
+    # (chrononaut.history.partitions); in the plain one it costs nothing.
+    state = (
+        select(activity)
+        .where(activity.c.id == newest_id, activity.c.changed == newest.c.newest[1])
+        .limit(1)
+        .lateral("chrononaut_state")
+    )
     if with_rule:
         deleted = _deleted(state, activity, mapper)
     else:
