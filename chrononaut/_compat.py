@@ -28,8 +28,8 @@ __all__ = [
     "instance_state",
     "json_serializer",
     "named_froms",
-    "partition_by_range",
     "new_instance",
+    "partition_by_range",
     "requests_returning",
     "statement_parts",
     "statement_shape",
@@ -177,7 +177,7 @@ def partition_by_range(table: Table, column_name: str) -> None:
     key = [*table.primary_key.columns, column]
     # Marked first, or SQLAlchemy warns that the columns marked differ from the key's.
     column.primary_key = True
-    table.append_constraint(PrimaryKeyConstraint(*key, name=table.primary_key.name))
+    table.append_constraint(PrimaryKeyConstraint(*key))
     table.dialect_kwargs["postgresql_partition_by"] = f"RANGE ({column_name})"
 
 

@@ -654,17 +654,19 @@ def partitioning(engine) -> tuple[str | None, str, list[str], int]:
     """The activity table's partition key, primary key, partitions, and the rows that
     are not in the partition of their month."""
     with engine.connect() as connection:
-        key = connection.exec_driver_sql(
-            f"SELECT pg_get_partkeydef('{TABLE}'::regclass)"
-        ).scalar()
+        key = connection.exec_driver_sql(f"SELECT pg_get_partkeydef('{TABLE}'::regclass)").scalar()
         primary_key = connection.exec_driver_sql(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
             f" WHERE conrelid = '{TABLE}'::regclass AND contype = 'p'"
         ).scalar()
-        partitions = connection.exec_driver_sql(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-            f" WHERE i.inhparent = '{TABLE}'::regclass ORDER BY 1"
-        ).scalars().all()
+        partitions = (
+            connection.exec_driver_sql(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                f" WHERE i.inhparent = '{TABLE}'::regclass ORDER BY 1"
+            )
+            .scalars()
+            .all()
+        )
         misplaced = connection.exec_driver_sql(
             f"SELECT count(*) FROM {TABLE} WHERE tableoid::regclass::text"
             f" <> '{TABLE}_p' || to_char(changed AT TIME ZONE 'UTC', 'YYYY_MM')"

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import re
-
 import importlib.util
+import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path

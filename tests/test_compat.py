@@ -6,7 +6,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import delete, event, insert, inspect, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.schema import CreateTable
 
 from chrononaut import VersionedSession
 from chrononaut._compat import (
@@ -14,6 +16,7 @@ from chrononaut._compat import (
     changed_since_load,
     instance_state,
     new_instance,
+    partition_by_range,
     statement_parts,
     statement_shape,
     updates_on_conflict,
@@ -116,3 +119,23 @@ def test_statement_shape_ignores_bound_values_and_is_kept_on_the_statement():
     assert shape != statement_shape(delete(item).where(item.c.id == 1))
     # SQLAlchemy computes it once per statement, and reuses it when it executes it.
     assert statement._generate_cache_key() is statement._generate_cache_key()
+
+
+def test_partition_by_range_replaces_the_primary_key_and_keeps_the_sequence():
+    table = sa.Table(
+        "history",
+        sa.MetaData(),
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+        sa.Column("changed", sa.DateTime(timezone=True), nullable=False),
+    )
+    partition_by_range(table, "changed")
+    assert [column.name for column in table.primary_key.columns] == ["id", "changed"]
+    assert [c for c in table.constraints if isinstance(c, sa.PrimaryKeyConstraint)] == [
+        table.primary_key
+    ]
+    assert table.autoincrement_column is table.c.id
+    ddl = " ".join(str(CreateTable(table).compile(dialect=postgresql.dialect())).split())
+    assert ddl == (
+        "CREATE TABLE history ( id BIGSERIAL NOT NULL, changed TIMESTAMP WITH TIME ZONE "
+        "NOT NULL, PRIMARY KEY (id, changed) ) PARTITION BY RANGE (changed)"
+    )

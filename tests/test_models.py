@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import Table, insert, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase
 
-from chrononaut.history.partitions import partition_interval
 from chrononaut import ChrononautException, Versioned, rationale
 from chrononaut.exceptions import (
     ChrononautRelationshipError,
     HiddenAttributeError,
     UntrackedAttributeError,
 )
+from chrononaut.history.partitions import partition_interval
 from chrononaut.models import HistorySnapshot, activity_factory
 from tests.activity import activity_rows
 

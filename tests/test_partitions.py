@@ -189,7 +189,8 @@ def test_the_partitions_command(app, db, session, models):
     result = run("partitions", "--ahead", "3")
     assert result.exit_code == 0, result.output
     assert result.output == (
-        f"Created {partition(2)}.\nCreated {partition(3)}.\n0 rows moved from the default partition.\n"
+        f"Created {partition(2)}.\nCreated {partition(3)}.\n"
+        "0 rows moved from the default partition.\n"
     )
     assert partition(3) in partitions(session)
     result = run("partitions")
@@ -228,7 +229,9 @@ def test_a_plain_table_is_left_alone(database_url, layout):
         db = app.extensions["chrononaut"]
         with db.engine.connect() as connection:
             tables = connection.scalars(
-                text(f"SELECT relname FROM pg_class WHERE relname LIKE '{TABLE}%' AND relkind = 'r'")
+                text(
+                    f"SELECT relname FROM pg_class WHERE relname LIKE '{TABLE}%' AND relkind = 'r'"
+                )
             ).all()
         db.engine.dispose()
     assert result.exit_code == 1
@@ -261,7 +264,9 @@ def dated(db, session, models):
         ids = [snapshot.chrononaut_activity_id for snapshot in obj.versions()]
         with suppress_versioning(allow_deleting_history=True):
             for row_id, moment in zip(ids, moments, strict=True):
-                session.execute(update(activity).where(activity.id == row_id).values(changed=moment))
+                session.execute(
+                    update(activity).where(activity.id == row_id).values(changed=moment)
+                )
             session.commit()
         session.expire_all()
 
@@ -406,6 +411,8 @@ def test_dated_reads_read_only_the_partitions_they_need(db, session, models, dat
     newest, lookup = as_of.split("Subquery Scan on chrononaut_state")
     assert all(name not in newest for name in later)
     # ... and each object's row is then read from its one partition, by its key.
-    lookups = re.findall(r"Index Scan using (\w+)_pkey on \w+ \w+ \((never executed|actual)", lookup)
+    lookups = re.findall(
+        r"Index Scan using (\w+)_pkey on \w+ \w+ \((never executed|actual)", lookup
+    )
     assert {name for name, run in lookups if run == "actual"} == {partition(-2)}
     assert "Seq Scan" not in lookup.replace("(never executed)", "")

@@ -94,7 +94,7 @@ def activity_factory(Base: type[Any], schema: str | None = None) -> type[Activit
 
         __tablename__ = "chrononaut_activity"
         # The identity is `id` alone, in the partitioned layout too.
-        __mapper_args__ = {"primary_key": ["id"]}
+        __mapper_args__: ClassVar[dict[str, Any]] = {"primary_key": ["id"]}
         __table_args__ = (
             # One object's rows in time order, so that version_at() reads one index
             # entry however long the history is. It replaces the original index on

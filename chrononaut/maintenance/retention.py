@@ -37,10 +37,12 @@ from sqlalchemy import (
     not_,
     or_,
     select,
-    table as table_clause,
     text,
     true,
     tuple_,
+)
+from sqlalchemy import (
+    table as table_clause,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -66,8 +68,8 @@ from chrononaut.history.serialization import UTC
 #: ``{"run": <start time, ISO 8601>}``, their ``data`` holds, under ``models``, for
 #: each model pruned its ``table_name``, ``rule``, ``cutoff`` and the ``rows``
 #: removed, and under ``partitions`` (when there were any) the names of the
-#: partitions dropped, whose rows are counted in ``rows``. No versioned model has this table name, so no read of a model's history
-#: and no prune ever reaches them.
+#: partitions dropped, whose rows are counted in ``rows``. No versioned model has
+#: this table name, so no read of a model's history and no prune ever reaches them.
 PRUNE_TABLE_NAME = "chrononaut_prune"
 
 # Taken by each batch of a prune and by each erasure, for its transaction: two of them
@@ -238,7 +240,7 @@ def _drop_expired_partitions(
             # No row can be added to it while it is judged.
             session.execute(text(f"LOCK TABLE {quoted(table, name)} IN SHARE MODE"))
         kept = exists().where(not_(func.coalesce(removable, False))).select_from(rows)
-        counts = (
+        counts: dict[str, int] = (
             {}
             if session.scalar(select(kept))
             else dict(

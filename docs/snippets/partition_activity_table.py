@@ -73,9 +73,7 @@ def _take_over(sequence: str, primary_key: str) -> None:
 
 def upgrade() -> None:
     sequence = _set_aside(TABLE)
-    op.execute(
-        f"CREATE TABLE {TABLE} (LIKE {OLD} INCLUDING DEFAULTS) PARTITION BY RANGE (changed)"
-    )
+    op.execute(f"CREATE TABLE {TABLE} (LIKE {OLD} INCLUDING DEFAULTS) PARTITION BY RANGE (changed)")
     now = datetime.now(timezone.utc)
     month = _month_of(op.get_bind().scalar(text(f"SELECT min(changed) FROM {OLD}")) or now)
     last = _month_of(now)
