@@ -184,6 +184,14 @@ def test_a_write_in_the_default_partition_moves_to_its_new_partition(db, session
     assert create_partitions(db, ahead=2).created == []
 
 
+def test_a_missing_default_partition_is_created(db, session, models):
+    session.execute(text(f"DROP TABLE {TABLE}_default, {partition(1)}"))
+    session.commit()
+    report = create_partitions(db, ahead=1)
+    assert (report.created, report.moved) == ([f"{TABLE}_default", partition(1)], 0)
+    assert partitions(session) == sorted([partition(0), partition(1), f"{TABLE}_default"])
+
+
 def test_the_partitions_command(app, db, session, models):
     run = cli_runner(app)
     result = run("partitions", "--ahead", "3")

@@ -15,6 +15,7 @@ from chrononaut.history.partitions import (
     PARTITION_KEY,
     PARTITIONS_CONFIG,
     Interval,
+    default_partition_ddl,
     partition_ddl,
     partition_interval,
     partition_name,
@@ -29,8 +30,9 @@ _PARTITIONS_OF = text(
     "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
     "WHERE i.inhparent = to_regclass(:table)"
 )
-_IS_PARTITIONED = text(
-    "SELECT EXISTS (SELECT FROM pg_partitioned_table WHERE partrelid = to_regclass(:table))"
+#: The table's default partition (0 for none), or no row when it is not partitioned.
+_DEFAULT_PARTITION = text(
+    "SELECT partdefid FROM pg_partitioned_table WHERE partrelid = to_regclass(:table)"
 )
 
 
@@ -38,7 +40,8 @@ _IS_PARTITIONED = text(
 class CreatedPartitions:
     """What :func:`create_partitions` did.
 
-    :ivar created: the names of the partitions created, oldest first.
+    :ivar created: the names of the partitions created: the default one first, if it
+        was missing, then the others, oldest first.
     :ivar moved: the rows moved out of the default partition into them.
     """
 
@@ -48,7 +51,8 @@ class CreatedPartitions:
 
 def create_partitions(db: Any, ahead: int = 3) -> CreatedPartitions:
     """Create the activity table's partitions of the current interval and the
-    ``ahead`` intervals after it, those that do not exist yet.
+    ``ahead`` intervals after it, those that do not exist yet, and its default
+    partition if it has none.
 
     Rows that landed in the default partition (written when their interval had no
     partition yet) and belong to a partition it creates are moved into it, in the
@@ -72,20 +76,28 @@ def create_partitions(db: Any, ahead: int = 3) -> CreatedPartitions:
     interval = partition_interval(table)
     engine = db.engines[table.metadata.info.get("bind_key")]
     with engine.connect() as connection:
-        partitioned = connection.scalar(_IS_PARTITIONED, {"table": quoted(table, table.name)})
+        default = connection.scalar(_DEFAULT_PARTITION, {"table": quoted(table, table.name)})
         existing = set(connection.scalars(_PARTITIONS_OF, {"table": quoted(table, table.name)}))
     if interval is None:
         raise ChrononautException(
             f"{PARTITIONS_CONFIG} is not set: the app uses the plain {table.name} table, "
             "which has no partitions to create."
-            + (f" The table is partitioned: set {PARTITIONS_CONFIG}." if partitioned else "")
+            + (
+                f" The table is partitioned: set {PARTITIONS_CONFIG}."
+                if default is not None
+                else ""
+            )
         )
-    if not partitioned:
+    if default is None:
         raise ChrononautException(
             f"{table.name} is a plain table, not partitioned: nothing was created. Turn it "
             "into a partitioned one with the migration of docs/partitioning.rst first."
         )
     report = CreatedPartitions()
+    if not default:  # a table made by other means than db.create_all()
+        with engine.begin() as connection:
+            connection.execute(text(default_partition_ddl(table)))
+        report.created.append(f"{table.name}_{DEFAULT_SUFFIX}")
     for start in interval.starts(datetime.now(UTC), ahead + 1):
         name = partition_name(table, interval, start)
         if name not in existing:
