@@ -357,7 +357,7 @@ def test_a_partition_is_pruned_row_by_row_while_a_transaction_reads_the_table(
     past_partitions(db, session, -6)
     models.Todo.__chrononaut_retention__ = Retention(days=60)
     todo = todo_with_versions(session, models, 3)
-    dated(todo, [month(-6), month(-6) + timedelta(days=1), month(-1)])
+    dated(todo, [month(-6), month(-6) + timedelta(days=1), month(-4)])
     assert [s.title for s in todo.versions()] == ["v0", "v1", "v2"]  # left open
 
     report = prune(db)
@@ -424,3 +424,21 @@ def test_dated_reads_read_only_the_partitions_they_need(db, session, models, dat
     )
     assert {name for name, run in lookups if run == "actual"} == {partition(-2)}
     assert "Seq Scan" not in lookup.replace("(never executed)", "")
+
+
+def test_the_prune_command_names_the_partitions_dropped(app, db, session, models, dated):
+    past_partitions(db, session, -6)
+    models.Todo.__chrononaut_retention__ = Retention(days=60)
+    todo = todo_with_versions(session, models, 3)
+    dated(todo, [month(-6), month(-6) + timedelta(days=1), month(-4)])
+    session.commit()
+    run = cli_runner(app)
+    dry = run("prune", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"Partitions would be dropped whole: {partition(-6)}.\n" in dry.output
+    assert "Dry run: 2 rows would be removed." in dry.output
+    done = run("prune")
+    assert done.exit_code == 0, done.output
+    assert f"Partitions dropped whole: {partition(-6)}.\n" in done.output
+    assert "2 rows removed; the run is recorded in the activity table." in done.output
+    assert partition(-6) not in partitions(session)

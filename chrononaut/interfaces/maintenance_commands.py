@@ -121,6 +121,10 @@ def _print_report(console: Console, report: PruneReport) -> None:
             Text(str(entry.rows)),
         )
     console.print(table)
+    if report.partitions:
+        dropped = "would be dropped whole" if report.dry_run else "dropped whole"
+        names = ", ".join(visible(name) for name in report.partitions)
+        console.print(f"Partitions {dropped}: {names}.")
     rows = f"{report.rows} row{'' if report.rows == 1 else 's'}"
     if report.dry_run:
         console.print(f"Dry run: {rows} would be removed.")
