@@ -208,13 +208,33 @@ def test_the_partitions_command(app, db, session, models):
     )
     result = run("partitions", "--ahead", "-1")
     assert result.exit_code == 2
-    assert "-1 is not in the range x>=0" in result.output
+    assert "-1 is not in the range 0<=x<=1000" in result.output
 
 
-def test_ahead_must_be_a_non_negative_integer(db, session, models):
-    for ahead in (-1, 1.5, "2", None):
-        with pytest.raises(ChrononautException, match="ahead must be a non-negative integer"):
+def test_ahead_must_be_an_integer_in_range(db, session, models):
+    for ahead in (-1, 1001, 1.5, "2", None, True):
+        with pytest.raises(ChrononautException, match="ahead must be an integer from 0 to 1000"):
             create_partitions(db, ahead=ahead)
+    assert partitions(session) == sorted([partition(0), partition(1), f"{TABLE}_default"])
+
+
+def test_a_partition_of_another_name_in_the_way_is_reported(db, session, models):
+    start, end = month(2), month(3)
+    session.execute(
+        text(
+            f"CREATE TABLE history_by_hand PARTITION OF {TABLE} "
+            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+        )
+    )
+    session.commit()
+    with pytest.raises(ChrononautException) as raised:
+        create_partitions(db, ahead=3)
+    assert str(raised.value) == (
+        f"{partition(2)} would overlap a partition of another name: the table's partitions "
+        "were not made by Chrononaut for CHRONONAUT_ACTIVITY_PARTITIONS = 'monthly'. "
+        f"Nothing was changed for {partition(2)}."
+    )
+    assert partition(2) not in partitions(session)
 
 
 @pytest.mark.parametrize("layout", ["plain table, no setting", "setting, plain table"])

@@ -21,7 +21,7 @@ from chrononaut.interfaces.terminal import console as open_console
 from chrononaut.interfaces.text import format_key, parse_key, visible
 from chrononaut.interfaces.timeline import extension, versioned_model
 from chrononaut.maintenance.erasure import allow_erasure, erase
-from chrononaut.maintenance.partitions import create_partitions
+from chrononaut.maintenance.partitions import MAX_AHEAD, create_partitions
 from chrononaut.maintenance.retention import PruneReport, prune
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ def erase_command(
 @click.command("partitions")
 @click.option(
     "--ahead",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_AHEAD),
     default=3,
     show_default=True,
     help="Intervals after the current one to create partitions for.",

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.partitions import (
@@ -25,6 +26,11 @@ from chrononaut.history.serialization import UTC
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Table
+
+#: The most intervals ``create_partitions`` creates ahead: more would be a slip.
+MAX_AHEAD = 1000
+#: PostgreSQL's SQLSTATE for a partition whose range overlaps another's.
+_INVALID_OBJECT_DEFINITION = "42P17"
 
 _PARTITIONS_OF = text(
     "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
@@ -66,12 +72,16 @@ def create_partitions(db: Any, ahead: int = 3) -> CreatedPartitions:
     :param db: the :class:`~chrononaut.VersionedSQLAlchemy` instance.
     :param ahead: how many intervals after the current one to create partitions for.
     :return: the partitions created and the rows moved.
-    :raises InvalidArgumentError: ``ahead`` is not a non-negative integer.
+    :raises InvalidArgumentError: ``ahead`` is not an integer from 0 to
+        :data:`MAX_AHEAD`.
     :raises ChrononautException: ``CHRONONAUT_ACTIVITY_PARTITIONS`` is not set, or the
-        table in the database is not partitioned (nothing is changed then).
+        table in the database is not partitioned (nothing is changed then), or a
+        partition of another name covers part of a new one's range.
     """
-    if type(ahead) is not int or ahead < 0:
-        raise InvalidArgumentError(f"ahead must be a non-negative integer, not {ahead!r}.")
+    if type(ahead) is not int or not 0 <= ahead <= MAX_AHEAD:
+        raise InvalidArgumentError(
+            f"ahead must be an integer from 0 to {MAX_AHEAD}, not {ahead!r}."
+        )
     table = db.activity_cls.__table__
     interval = partition_interval(table)
     engine = db.engines[table.metadata.info.get("bind_key")]
@@ -101,8 +111,17 @@ def create_partitions(db: Any, ahead: int = 3) -> CreatedPartitions:
     for start in interval.starts(datetime.now(UTC), ahead + 1):
         name = partition_name(table, interval, start)
         if name not in existing:
-            with engine.begin() as connection:
-                report.moved += _create_partition(connection, table, interval, start)
+            try:
+                with engine.begin() as connection:
+                    report.moved += _create_partition(connection, table, interval, start)
+            except DBAPIError as error:
+                if _sqlstate(error) != _INVALID_OBJECT_DEFINITION:
+                    raise
+                raise ChrononautException(
+                    f"{name} would overlap a partition of another name: the table's "
+                    f"partitions were not made by Chrononaut for {PARTITIONS_CONFIG} = "
+                    f"{interval.name!r}. Nothing was changed for {name}."
+                ) from None
             report.created.append(name)
     return report
 
@@ -138,3 +157,9 @@ def _create_partition(
             text(f"INSERT INTO {parent} ({columns}) SELECT {columns} FROM chrononaut_moving")
         )
     return int(moving)
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    """The SQLSTATE of a driver's error, under psycopg's name or psycopg2's."""
+    code: str | None = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code
