@@ -5,6 +5,10 @@ By default the suite starts a throwaway server from the pip-installed
 ``--chrononaut-database-url`` option), or pytest-postgresql's own ``--postgresql-host``
 and friends, point it at an existing server instead. Either way pytest-postgresql
 creates and drops one database per test.
+
+``CHRONONAUT_TEST_ACTIVITY_PARTITIONS`` (e.g. ``monthly``) runs the tests in the
+partitioned layout of the activity table: the ``app`` fixture sets
+``CHRONONAUT_ACTIVITY_PARTITIONS`` to it.
 """
 
 from __future__ import annotations
@@ -69,12 +73,17 @@ def pytest_report_header(config: pytest.Config) -> str:
     where = "embedded" if hasattr(config, "_chrononaut_embedded_server") else "existing"
     return (
         f"chrononaut: {where} PostgreSQL at {config.getoption('postgresql_host')}:"
-        f"{config.getoption('postgresql_port')}, driver {_driver()}"
+        f"{config.getoption('postgresql_port')}, driver {_driver()}, activity table "
+        f"{'partitioned ' + _partitions() if _partitions() else 'plain'}"
     )
 
 
 def _driver() -> str:
     return os.environ.get("CHRONONAUT_TEST_DRIVER", "psycopg2")
+
+
+def _partitions() -> str | None:
+    return os.environ.get("CHRONONAUT_TEST_ACTIVITY_PARTITIONS") or None
 
 
 postgresql_server = factories.postgresql_noproc()
@@ -107,6 +116,7 @@ def app(database_url: URL) -> Iterator[Flask]:
         TESTING=True,
         SECRET_KEY="test",
         SQLALCHEMY_DATABASE_URI=database_url.render_as_string(hide_password=False),
+        CHRONONAUT_ACTIVITY_PARTITIONS=_partitions(),
     )
     with app.app_context():
         yield app

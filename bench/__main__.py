@@ -183,10 +183,15 @@ def _summary(
 
 
 if __name__ == "__main__":
-    # ``python -m bench asof`` times the dated reads of a whole model instead, and
-    # ``python -m bench ordinary`` an application's writes, plain and versioned in turn.
+    # ``python -m bench asof`` times the dated reads of a whole model instead,
+    # ``python -m bench ordinary`` an application's writes, plain and versioned in turn,
+    # and ``python -m bench large`` the partitioned layout against the plain one.
     if sys.argv[1:2] == ["asof"]:
         asof.main(sys.argv[2:], prog_name="python -m bench asof")
+    elif sys.argv[1:2] == ["large"]:
+        from bench import large
+
+        large.main(sys.argv[2:], prog_name="python -m bench large")
     elif sys.argv[1:2] == ["ordinary"]:
         from bench import ordinary
 

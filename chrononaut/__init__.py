@@ -15,16 +15,21 @@ from chrononaut.history.retention import Retention
 
 if TYPE_CHECKING:
     from chrononaut.maintenance.erasure import Erasure, allow_erasure, erase
+    from chrononaut.maintenance.partitions import CreatedPartitions, create_partitions
 
 try:
     __version__ = version("chrononaut")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
-# Erasure belongs to the maintenance layer, which `import chrononaut` does not load: a
-# web process that never erases does not pay for it.
+# Erasure and partition upkeep belong to the maintenance layer, which `import chrononaut`
+# does not load: a web process that never erases does not pay for it.
 _LOADED_ON_USE = {
-    name: "chrononaut.maintenance.erasure" for name in ("Erasure", "allow_erasure", "erase")
+    **{name: "chrononaut.maintenance.erasure" for name in ("Erasure", "allow_erasure", "erase")},
+    **{
+        name: "chrononaut.maintenance.partitions"
+        for name in ("CreatedPartitions", "create_partitions")
+    },
 }
 
 
@@ -36,6 +41,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ChrononautException",
+    "CreatedPartitions",
     "Erasure",
     "RecordChanges",
     "Retention",
@@ -45,6 +51,7 @@ __all__ = [
     "acting_as",
     "allow_erasure",
     "append_change_info",
+    "create_partitions",
     "current_change_context",
     "erase",
     "extra_change_info",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Delete, FromClause, Insert, Update
+from sqlalchemy import Delete, FromClause, Insert, PrimaryKeyConstraint, Table, Update
 from sqlalchemy.dialects.postgresql.dml import OnConflictDoUpdate
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import InstanceState, Mapper, sessionmaker
@@ -31,6 +31,7 @@ __all__ = [
     "locks_rows",
     "named_froms",
     "new_instance",
+    "partition_by_range",
     "requests_returning",
     "statement_parts",
     "statement_shape",
@@ -171,6 +172,25 @@ def json_serializer(dialect: Dialect) -> Callable[[Any], str]:
     """
     serializer: Callable[[Any], str] | None = getattr(dialect, "_json_serializer", None)
     return serializer or json.dumps
+
+
+def partition_by_range(table: Table, column_name: str) -> None:
+    """Make ``CREATE TABLE`` of ``table`` partition it by range of ``column_name``, and
+    add that column to its primary key, as PostgreSQL requires of a partitioned table.
+
+    ``dialect_kwargs`` is documented as writable, but that ``append_constraint()`` of a
+    second primary key replaces the first is not: it is what
+    ``PrimaryKeyConstraint._set_parent`` does. The table's model must name its
+    identity columns in ``__mapper_args__["primary_key"]``, and its integer key column
+    must say ``autoincrement=True``, or it would lose its sequence in a composite key.
+    Caught by ``tests/test_compat.py`` and every test of ``tests/test_partitions.py``.
+    """
+    column = table.c[column_name]
+    key = [*table.primary_key.columns, column]
+    # Marked first, or SQLAlchemy warns that the columns marked differ from the key's.
+    column.primary_key = True
+    table.append_constraint(PrimaryKeyConstraint(*key))
+    table.dialect_kwargs["postgresql_partition_by"] = f"RANGE ({column_name})"
 
 
 class SessionFactoryHook(SQLAlchemy):

@@ -12,11 +12,20 @@ from flask.cli import AppGroup
 from chrononaut._compat import SessionFactoryHook
 from chrononaut.capture import recorder, triggers
 from chrononaut.capture.change_info import DEFAULT_USER_ID_ATTRIBUTE, USER_ID_ATTRIBUTE
-from chrononaut.capture.session import VersionedSession, check_history_read_bind
+from chrononaut.capture.session import (
+    HISTORY_READ_BIND_CONFIG,
+    VersionedSession,
+    check_history_read_bind,
+)
 from chrononaut.capture.undo_transaction import RevertedTransaction, revert_transaction
 from chrononaut.capture.versioned import Versioned
 from chrononaut.exceptions import ChrononautException, InvalidArgumentError
 from chrononaut.history.activity import Activity, activity_factory
+from chrononaut.history.partitions import (
+    PARTITIONS_CONFIG,
+    interval_from_setting,
+    partition_activity_table,
+)
 from chrononaut.history.past import PastSession, open_past_session
 
 if TYPE_CHECKING:
@@ -56,13 +65,17 @@ class VersionedSQLAlchemy(SessionFactoryHook):
     """
 
     def __init__(self, app: Flask | None = None, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
+        # The app is registered after the activity table is defined, because its
+        # settings choose the table's layout.
+        super().__init__(None, **kwargs)
         activity_class = activity_factory(self.Model)
         # The original exposed the class here; applications still look for it.
         self.metadata._activity_cls = activity_class  # type: ignore[attr-defined]
         self._activity_class = activity_class
         recorder.listen(activity_class)
         triggers.listen()
+        if app is not None:
+            self.init_app(app)
 
     @property
     def activity_cls(self) -> type[Activity]:
@@ -133,9 +146,14 @@ class VersionedSQLAlchemy(SessionFactoryHook):
 
         :raises RuntimeError: an extension is already registered on ``app``.
         :raises ChrononautException: ``CHRONONAUT_HISTORY_READ_BIND`` names no bind key
-            of ``SQLALCHEMY_BINDS``.
+            of ``SQLALCHEMY_BINDS``; ``CHRONONAUT_ACTIVITY_PARTITIONS`` is not a known
+            interval, or differs from that of another app of the extension.
         """
+        app.config.setdefault(HISTORY_READ_BIND_CONFIG, None)
         check_history_read_bind(app.config)
+        interval = interval_from_setting(app.config.setdefault(PARTITIONS_CONFIG, None))
+        if interval is not None:
+            partition_activity_table(self._activity_class.__table__, interval)
         app.config.setdefault("CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO", False)
         app.config.setdefault("CHRONONAUT_EXTRA_CHANGE_INFO_FUNC", None)
         app.config.setdefault(USER_ID_ATTRIBUTE, DEFAULT_USER_ID_ATTRIBUTE)

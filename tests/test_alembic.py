@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib
 import shutil
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from textwrap import dedent
 
@@ -15,7 +17,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from chrononaut.interfaces.timeline import object_timeline
@@ -595,3 +597,192 @@ def test_the_time_travel_migration_gives_up_waiting_for_the_table_and_runs_again
     command.upgrade(alembic_env, "head")
     assert table_layout(engine) == (NEW_COLUMNS, filenode, rows)
     assert activity_indexes(engine) == FRESH
+
+
+PARTITIONED_APP_SOURCE = """
+from flask import Flask
+
+from chrononaut import Versioned, VersionedSQLAlchemy
+
+db = VersionedSQLAlchemy()
+
+
+class Invoice(db.Model, Versioned):
+    __tablename__ = "invoice"
+    id = db.Column(db.Integer, primary_key=True)
+    total = db.Column(db.Numeric(10, 2))
+
+
+app = Flask(__name__)
+app.config["SQLALCHEMY_DATABASE_URI"] = {url!r}
+app.config["CHRONONAUT_ACTIVITY_PARTITIONS"] = "monthly"
+db.init_app(app)
+"""
+
+#: Every column of every activity row, in id order.
+ACTIVITY_ROWS = f"SELECT * FROM {TABLE} ORDER BY id"
+
+
+def add_partition_migration(config: Config) -> None:
+    shutil.copy(SNIPPETS / "partition_activity_table.py", versions(config))
+
+
+def old_history(engine, rows: int) -> None:
+    """Add ``rows`` activity rows spread over the 24 months before now, with every
+    column varied: some without an operation, as older releases wrote them."""
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                f"INSERT INTO {TABLE} (table_name, changed, version, key, data, user_info,"
+                " extra_info, operation, transaction_id)"
+                " SELECT 'invoice', now() - n * interval '730 days' / :rows, n % 7,"
+                " jsonb_build_object('id', 1000 + n % 500),"
+                " jsonb_build_object('id', 1000 + n % 500, 'total', (n % 900)::text,"
+                " 'version', n % 7),"
+                " jsonb_build_object('user_id', n % 3),"
+                " CASE WHEN n % 5 = 0 THEN jsonb_build_object('why', 'n' || n)"
+                " ELSE '{}'::jsonb END,"
+                " CASE WHEN n % 4 = 0 THEN NULL ELSE 'update' END,"
+                " CASE WHEN n % 4 = 0 THEN NULL ELSE 1000000 + n END"
+                " FROM generate_series(1, :rows) n"
+            ),
+            {"rows": rows},
+        )
+
+
+def partitioning(engine) -> tuple[str | None, str, list[str], int]:
+    """The activity table's partition key, primary key, partitions, and the rows that
+    are not in the partition of their month."""
+    with engine.connect() as connection:
+        key = connection.exec_driver_sql(f"SELECT pg_get_partkeydef('{TABLE}'::regclass)").scalar()
+        primary_key = connection.exec_driver_sql(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            f" WHERE conrelid = '{TABLE}'::regclass AND contype = 'p'"
+        ).scalar()
+        partitions = (
+            connection.exec_driver_sql(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                f" WHERE i.inhparent = '{TABLE}'::regclass ORDER BY 1"
+            )
+            .scalars()
+            .all()
+        )
+        misplaced = connection.exec_driver_sql(
+            f"SELECT count(*) FROM {TABLE} WHERE tableoid::regclass::text"
+            f" <> '{TABLE}_p' || to_char(changed AT TIME ZONE 'UTC', 'YYYY_MM')"
+        ).scalar()
+    return key, primary_key, partitions, misplaced
+
+
+def months_back(count: int, ahead: int) -> list[str]:
+    """The names of the monthly partitions from ``count`` months ago to ``ahead`` months
+    on."""
+    now = datetime.now(timezone.utc)
+    index = now.year * 12 + now.month - 1
+    return [
+        f"{TABLE}_p{(index + offset) // 12}_{(index + offset) % 12 + 1:02}"
+        for offset in range(-count, ahead + 1)
+    ]
+
+
+def test_the_partitioning_migration_up_and_down_keeps_every_row(alembic_env, engine, database_url):
+    myapp = importlib.import_module(APP_MODULE)
+    app = myapp.create_app()
+    with app.app_context():
+        myapp.db.create_all()
+        myapp.db.session.add(myapp.Invoice(id=1, total=5))
+        myapp.db.session.commit()
+    old_history(engine, 5_000)
+    with engine.connect() as connection:
+        before = connection.exec_driver_sql(ACTIVITY_ROWS).all()
+        oldest = connection.exec_driver_sql(f"SELECT min(changed) FROM {TABLE}").scalar()
+    now = datetime.now(timezone.utc)
+    months = (now.year - oldest.year) * 12 + now.month - oldest.month
+    command.stamp(alembic_env, "head")
+    add_partition_migration(alembic_env)
+
+    command.upgrade(alembic_env, "head")
+
+    key, primary_key, partitions, misplaced = partitioning(engine)
+    assert (key, primary_key) == ("RANGE (changed)", "PRIMARY KEY (id, changed)")
+    assert partitions == [f"{TABLE}_default", *months_back(months, 3)]
+    assert misplaced == 0  # every row in its month's partition, none in the default one
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql(ACTIVITY_ROWS).all() == before
+    assert activity_indexes(engine) == FRESH
+    # The documented env.py leaves the partitions alone; nothing is left to generate.
+    assert operations(new_script(alembic_env)) == []
+    remove_scripts(alembic_env)
+
+    # The app records on: new ids follow the old ones, in this month's partition.
+    with app.app_context():
+        myapp.db.session.get(myapp.Invoice, 1).total = 6
+        myapp.db.session.commit()
+        myapp.db.engine.dispose()
+    assert recorded(engine, 1) == [(0, "insert", True), (1, "update", True)]
+    with engine.connect() as connection:
+        newest = connection.exec_driver_sql(
+            f"SELECT id, tableoid::regclass::text FROM {TABLE} ORDER BY id DESC LIMIT 1"
+        ).one()
+    assert newest == (max(row.id for row in before) + 1, months_back(0, 0)[0])
+    # An app in the partitioned layout creates the partitions that come next.
+    sys.modules.pop("partitioned_app", None)
+    url = database_url.render_as_string(hide_password=False)
+    (Path(env_path(alembic_env).parent.parent) / "partitioned_app.py").write_text(
+        dedent(PARTITIONED_APP_SOURCE).format(url=url)
+    )
+    partitioned_app = importlib.import_module("partitioned_app")
+    with partitioned_app.app.app_context():
+        from chrononaut import create_partitions
+
+        assert create_partitions(partitioned_app.db, ahead=4).created == months_back(0, 4)[-1:]
+        partitioned_app.db.engine.dispose()
+    sys.modules.pop("partitioned_app")
+    with engine.connect() as connection:
+        after_upgrade = connection.exec_driver_sql(ACTIVITY_ROWS).all()
+
+    command.downgrade(alembic_env, "base")
+
+    key, primary_key, partitions, _ = partitioning(engine)
+    assert (key, primary_key, partitions) == (None, "PRIMARY KEY (id)", [])
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql(ACTIVITY_ROWS).all() == after_upgrade
+    assert activity_indexes(engine) == FRESH
+    with app.app_context():
+        myapp.db.session.get(myapp.Invoice, 1).total = 7
+        myapp.db.session.commit()
+        myapp.db.engine.dispose()
+    assert recorded(engine, 1)[-1] == (2, "update", True)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql(f"SELECT max(id) FROM {TABLE}").scalar() == (
+            after_upgrade[-1].id + 1
+        )
+
+
+#: A digest of every row of the activity table, independent of its layout.
+ACTIVITY_DIGEST = f"SELECT count(*), sum(hashtextextended(a::text, 0)) FROM {TABLE} a"
+
+
+@pytest.mark.slow  # about 50 s on a 2-core machine, most of it the migration
+def test_the_partitioning_migration_of_a_million_rows(alembic_env, engine):
+    myapp = importlib.import_module(APP_MODULE)
+    app = myapp.create_app()
+    with app.app_context():
+        myapp.db.create_all()
+        myapp.db.engine.dispose()
+    old_history(engine, 1_000_000)
+    with engine.connect() as connection:
+        before = connection.exec_driver_sql(ACTIVITY_DIGEST).one()
+    command.stamp(alembic_env, "head")
+    add_partition_migration(alembic_env)
+
+    started = time.monotonic()
+    command.upgrade(alembic_env, "head")
+    took = time.monotonic() - started
+
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql(ACTIVITY_DIGEST).one() == before
+    assert before[0] == 1_000_000
+    _, _, partitions, misplaced = partitioning(engine)
+    assert (len(partitions), misplaced) == (len(months_back(24, 3)) + 1, 0)
+    print(f"partitioning migration of 1,000,000 rows: {took:.1f} s")

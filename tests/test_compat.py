@@ -6,7 +6,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import delete, event, insert, inspect, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.schema import CreateTable
 
 from chrononaut import VersionedSession
 from chrononaut._compat import (
@@ -15,6 +17,7 @@ from chrononaut._compat import (
     instance_state,
     locks_rows,
     new_instance,
+    partition_by_range,
     statement_parts,
     statement_shape,
     updates_on_conflict,
@@ -127,3 +130,23 @@ def test_locks_rows_sees_for_update_and_for_share_only():
     assert locks_rows(statement.with_for_update(read=True))
     assert locks_rows(statement.union(select(item.c.id)).with_for_update())
     assert not locks_rows(statement)
+
+
+def test_partition_by_range_replaces_the_primary_key_and_keeps_the_sequence():
+    table = sa.Table(
+        "history",
+        sa.MetaData(),
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+        sa.Column("changed", sa.DateTime(timezone=True), nullable=False),
+    )
+    partition_by_range(table, "changed")
+    assert [column.name for column in table.primary_key.columns] == ["id", "changed"]
+    assert [c for c in table.constraints if isinstance(c, sa.PrimaryKeyConstraint)] == [
+        table.primary_key
+    ]
+    assert table.autoincrement_column is table.c.id
+    ddl = " ".join(str(CreateTable(table).compile(dialect=postgresql.dialect())).split())
+    assert ddl == (
+        "CREATE TABLE history ( id BIGSERIAL NOT NULL, changed TIMESTAMP WITH TIME ZONE "
+        "NOT NULL, PRIMARY KEY (id, changed) ) PARTITION BY RANGE (changed)"
+    )

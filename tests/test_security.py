@@ -143,8 +143,14 @@ def _upsert(table, session, **values):
     return (
         pg_insert(table)
         .values(row)
-        .on_conflict_do_update(index_elements=["id"], set_={"version": 7, **values})
+        .on_conflict_do_update(index_elements=_primary_key(table), set_={"version": 7, **values})
     )
+
+
+def _primary_key(table):
+    """The names of the activity table's key columns: ``id``, and ``changed`` too in
+    the partitioned layout, which must have its partition key in every unique index."""
+    return [column.name for column in table.primary_key]
 
 
 def _history_writes(activity):
@@ -220,10 +226,10 @@ def _history_writes(activity):
                 .values(
                     id=session.scalar(select(table.c.id)),
                     table_name="todo",
-                    changed=sa.func.now(),
+                    changed=session.scalar(select(table.c.changed)),
                     version=1,
                 )
-                .on_conflict_do_update(index_elements=["id"], set_={"version": 7})
+                .on_conflict_do_update(index_elements=_primary_key(table), set_={"version": 7})
             ),
             changed,
         ),

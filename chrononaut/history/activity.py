@@ -47,7 +47,9 @@ class Activity:
 
     __table__: ClassVar[Table]
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # Said outright, so that ``id`` keeps its sequence in the partitioned layout, whose
+    # primary key is ``(id, changed)`` (chrononaut.history.partitions).
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     #: The versioned table the object is stored in.
     table_name: Mapped[str] = mapped_column(Text, nullable=False)
     #: When the change was flushed, in UTC; every row of one flush shares it.
@@ -91,6 +93,8 @@ def activity_factory(Base: type[Any], schema: str | None = None) -> type[Activit
         """One snapshot of one versioned row."""
 
         __tablename__ = "chrononaut_activity"
+        # The identity is `id` alone, in the partitioned layout too.
+        __mapper_args__: ClassVar[dict[str, Any]] = {"primary_key": ["id"]}
         __table_args__ = (
             # One object's rows in time order, so that version_at() reads one index
             # entry however long the history is. It replaces the original index on

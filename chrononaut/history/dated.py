@@ -125,6 +125,7 @@ def _dated_select(mapper: Mapper[Any], plan: _ReadPlan, at: datetime) -> Select[
         select(
             rows.c.key,
             rows.c.id,
+            rows.c.changed,
             func.lead(rows.c.id)
             .over(
                 partition_by=(rows.c.table_name, rows.c.key),
@@ -137,6 +138,8 @@ def _dated_select(mapper: Mapper[Any], plan: _ReadPlan, at: datetime) -> Select[
     )
     # Only the newest rows are read from the table, by their id. The LIMIT keeps the
     # planner from joining otherwise: for a large model it would read the whole table.
+    # Their changed too: in the partitioned layout that picks the one partition to read
+    # (chrononaut.history.partitions); in the plain one it costs nothing.
     state = (
         select(
             activity.c.id,
@@ -147,7 +150,7 @@ def _dated_select(mapper: Mapper[Any], plan: _ReadPlan, at: datetime) -> Select[
             activity.c.data,
             activity.c.operation,
         )
-        .where(activity.c.id == ordered.c.id)
+        .where(activity.c.id == ordered.c.id, activity.c.changed == ordered.c.changed)
         .limit(1)
         .lateral("chrononaut_state")
     )

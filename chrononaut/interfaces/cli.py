@@ -30,7 +30,11 @@ from chrononaut.interfaces.export import (
     history_rows,
     timeline_document,
 )
-from chrononaut.interfaces.maintenance_commands import erase_command, prune_command
+from chrononaut.interfaces.maintenance_commands import (
+    erase_command,
+    partitions_command,
+    prune_command,
+)
 from chrononaut.interfaces.state import state_at
 from chrononaut.interfaces.terminal import console as open_console
 from chrononaut.interfaces.text import (
@@ -364,3 +368,4 @@ def convert_command(model_name: str, chunk: int) -> None:
 # The commands that remove history on purpose live in a module of their own.
 chrononaut_cli.add_command(prune_command)
 chrononaut_cli.add_command(erase_command)
+chrononaut_cli.add_command(partitions_command)

@@ -1,5 +1,6 @@
 """The ``flask chrononaut prune`` and ``erase`` commands, which remove history on
-purpose: what the retention rules let go, and the values of one object.
+purpose: what the retention rules let go, and the values of one object; and
+``partitions``, which creates the activity table's partitions ahead of time.
 
 They print no stored value: prune prints counts, erase the names of the columns.
 """
@@ -20,6 +21,7 @@ from chrononaut.interfaces.terminal import console as open_console
 from chrononaut.interfaces.text import format_key, parse_key, visible
 from chrononaut.interfaces.timeline import extension, versioned_model
 from chrononaut.maintenance.erasure import allow_erasure, erase
+from chrononaut.maintenance.partitions import MAX_AHEAD, create_partitions
 from chrononaut.maintenance.retention import PruneReport, prune
 
 if TYPE_CHECKING:
@@ -119,6 +121,10 @@ def _print_report(console: Console, report: PruneReport) -> None:
             Text(str(entry.rows)),
         )
     console.print(table)
+    if report.partitions:
+        dropped = "would be dropped whole" if report.dry_run else "dropped whole"
+        names = ", ".join(visible(name) for name in report.partitions)
+        console.print(f"Partitions {dropped}: {names}.")
     rows = f"{report.rows} row{'' if report.rows == 1 else 's'}"
     if report.dry_run:
         console.print(f"Dry run: {rows} would be removed.")
@@ -174,3 +180,34 @@ def erase_command(
     erased = ", ".join(visible(column) for column in erasure.columns) or "nothing"
     snapshots = f"{erasure.snapshots} snapshot{'' if erasure.snapshots == 1 else 's'}"
     click.echo(f"Erased {erased} from {snapshots} of {shown}; the erasure is recorded.")
+
+
+@click.command("partitions")
+@click.option(
+    "--ahead",
+    type=click.IntRange(min=0, max=MAX_AHEAD),
+    default=3,
+    show_default=True,
+    help="Intervals after the current one to create partitions for.",
+)
+@with_appcontext
+def partitions_command(ahead: int) -> None:
+    """Create the activity table's partitions of the current and the coming intervals.
+
+    Only in the partitioned layout (CHRONONAUT_ACTIVITY_PARTITIONS). Partitions that
+    exist are left alone; rows the default partition holds for a new partition are
+    moved into it. Run it daily, so that writes never go to the default partition.
+    """
+    db = extension()
+    console = open_console()
+    try:
+        report = create_partitions(db, ahead=ahead)
+    except ChrononautException as error:
+        raise click.ClickException(str(error)) from None
+    if not report.created:
+        console.print("Every partition is there already: nothing created.")
+        return
+    for name in report.created:
+        console.print(f"Created {visible(name)}.")
+    rows = f"{report.moved} row{'' if report.moved == 1 else 's'}"
+    console.print(f"{rows} moved from the default partition.")

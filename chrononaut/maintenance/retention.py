@@ -3,7 +3,9 @@
 A model declares its rule as ``__chrononaut_retention__ = Retention(...)`` (see
 :mod:`chrononaut.history.retention`); without one, everything is kept. :func:`prune`
 deletes what the rules let go, in short transactions of one batch each, and records
-that it ran as a row of the activity table (:data:`PRUNE_TABLE_NAME`). It never
+that it ran as a row of the activity table (:data:`PRUNE_TABLE_NAME`). In the
+partitioned layout, a past partition all of whose rows the rules let go is detached
+and dropped whole instead. It never
 removes the row that holds an object's state at the cutoff, so that dated reads stay
 exact from then on.
 ``docs/retention.rst`` tells the whole story.
@@ -24,18 +26,26 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    column,
     delete,
     exists,
+    false,
     func,
     insert,
     inspect,
     literal_column,
     not_,
+    or_,
     select,
+    text,
     true,
     tuple_,
 )
+from sqlalchemy import (
+    table as table_clause,
+)
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Mapper, Session
 
 from chrononaut.capture.change_info import active_extra_change_info
@@ -51,14 +61,16 @@ from chrononaut.history.activity import (
 )
 from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.lives import deleted_condition, row_before
+from chrononaut.history.partitions import partition_interval, quoted
 from chrononaut.history.retention import Retention, retention_of
 from chrononaut.history.serialization import UTC
 
 #: The ``table_name`` of the rows that record each prune. Their ``key`` is
 #: ``{"run": <start time, ISO 8601>}``, their ``data`` holds, under ``models``, for
 #: each model pruned its ``table_name``, ``rule``, ``cutoff`` and the ``rows``
-#: removed. No versioned model has this table name, so no read of a model's history
-#: and no prune ever reaches them.
+#: removed, and under ``partitions`` (when there were any) the names of the
+#: partitions dropped, whose rows are counted in ``rows``. No versioned model has
+#: this table name, so no read of a model's history and no prune ever reaches them.
 PRUNE_TABLE_NAME = "chrononaut_prune"
 
 # Taken by each batch of a prune and by each erasure, for its transaction: two of them
@@ -106,11 +118,14 @@ class PruneReport:
     :ivar started: when the prune started; ``days`` rules count back from it.
     :ivar dry_run: nothing was removed; the numbers say what would have been.
     :ivar models: one entry per model with a rule, sorted by model name.
+    :ivar partitions: in the partitioned layout, the partitions dropped whole (or, in
+        a dry run, that would be), oldest first; their rows count in ``models``.
     """
 
     started: datetime
     dry_run: bool
     models: list[PrunedModel] = field(default_factory=list)
+    partitions: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -141,6 +156,12 @@ def prune(
     model's rule, cutoff and rows removed. A prune interrupted midway records nothing;
     run it again.
 
+    In the partitioned layout (``CHRONONAUT_ACTIVITY_PARTITIONS``), each partition
+    wholly in the past whose every row some model's rule lets go is detached and
+    dropped first, in a transaction of its own, which is much cheaper than deleting
+    its rows; the others are pruned row by row. Rows of models without a rule, and
+    the records of prunes and erasures, keep their partition.
+
     :param db: the :class:`~chrononaut.VersionedSQLAlchemy` instance.
     :param dry_run: count what would be removed, remove and record nothing.
     :param batch_size: rows deleted per transaction.
@@ -158,9 +179,14 @@ def prune(
     # It reads the rows it removes: on the primary, where it removes them.
     read_history_on_primary(session)
     try:
-        for model, retention in _models_with_rules(db):
-            entry = PrunedModel(model, retention, _cutoff(retention, report.started))
-            report.models.append(entry)
+        report.models = [
+            PrunedModel(model, retention, _cutoff(retention, report.started))
+            for model, retention in _models_with_rules(db)
+        ]
+        table = db.activity_cls.__table__
+        if report.models and partition_interval(table) is not None:
+            _drop_expired_partitions(session, table, report, progress)
+        for entry in report.models:
             _prune_model(session, entry, dry_run, batch_size, progress)
         if not dry_run:
             _record(session, db.activity_cls.__table__, report)
@@ -168,6 +194,107 @@ def prune(
     finally:
         session.close()
     return report
+
+
+#: The partitions of the activity table, each with the end of its range; ``None`` for
+#: the default partition and a range open at the end.
+_PARTITION_ENDS = text(
+    "SELECT c.relname AS name, (regexp_match(pg_get_expr(c.relpartbound, c.oid), "
+    "'TO \\(''([^'']+)''\\)'))[1]::timestamptz AS ends "
+    "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "WHERE i.inhparent = to_regclass(:table)"
+)
+
+
+#: How long dropping a partition waits for the transactions that read the table.
+_DETACH_LOCK_TIMEOUT = "2s"
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _drop_expired_partitions(
+    session: Session, table: Table, report: PruneReport, progress: ProgressCallback | None
+) -> None:
+    """Detach and drop each partition that ended before the prune started and holds
+    rows, every one of which the rule of its model lets go (in a dry run, only name
+    them: the batches count their rows)."""
+    require_time_travel_columns(session, table)
+    partitions = session.execute(_PARTITION_ENDS, {"table": quoted(table, table.name)}).all()
+    session.commit()
+    ended = sorted(
+        (ends, name) for name, ends in partitions if ends is not None and ends <= report.started
+    )
+    for _, name in ended:
+        partition = table_clause(
+            name, *(column(c.name, c.type) for c in table.columns), schema=table.schema
+        )
+        rows = partition.alias("r")
+        removable = or_(
+            false(),
+            *(
+                and_(
+                    rows.c.table_name == VersionedColumns.of(inspect(entry.model)).table_name,
+                    _removable(rows, table, entry, inspect(entry.model)),
+                )
+                for entry in report.models
+            ),
+        )
+        if not report.dry_run:
+            take_maintenance_lock(session)
+            # No row can be added to it while it is judged.
+            session.execute(text(f"LOCK TABLE {quoted(table, name)} IN SHARE MODE"))
+        kept = exists().where(not_(func.coalesce(removable, False))).select_from(rows)
+        counts: dict[str, int] = (
+            {}
+            if session.scalar(select(kept))
+            else dict(
+                session.execute(
+                    select(rows.c.table_name, func.count()).group_by(rows.c.table_name)
+                ).all()
+            )
+        )
+        if not counts:
+            session.commit()
+            continue
+        report.partitions.append(name)
+        if report.dry_run:
+            session.commit()
+            continue
+        if not _detach_and_drop(session, table, name):
+            report.partitions.remove(name)  # its rows are deleted batch by batch
+            continue
+        for entry in report.models:
+            removed = counts.get(VersionedColumns.of(inspect(entry.model)).table_name, 0)
+            entry.rows += removed
+            if removed and progress is not None:
+                progress(entry, removed)
+
+
+def _detach_and_drop(session: Session, table: Table, name: str) -> bool:
+    """Detach and drop the partition ``name`` and commit; tell whether it was done.
+
+    Detaching locks the whole table out, so it waits for every transaction that read
+    it, and writes queue behind it: it gives up after :data:`_DETACH_LOCK_TIMEOUT`
+    (a long transaction is open), and the partition's rows are pruned row by row.
+    """
+    session.execute(text(f"SET LOCAL lock_timeout = '{_DETACH_LOCK_TIMEOUT}'"))
+    try:
+        session.execute(
+            text(f"ALTER TABLE {quoted(table, table.name)} DETACH PARTITION {quoted(table, name)}")
+        )
+    except OperationalError as error:
+        session.rollback()
+        if _sqlstate(error) != _LOCK_NOT_AVAILABLE:
+            raise
+        return False
+    session.execute(text(f"DROP TABLE {quoted(table, name)}"))
+    session.commit()
+    return True
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    """The SQLSTATE of a driver's error, under psycopg's name or psycopg2's."""
+    code: str | None = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code
 
 
 def _cutoff(retention: Retention, started: datetime) -> datetime | None:
@@ -340,6 +467,7 @@ def _record(session: Session, table: Table, report: PruneReport) -> None:
             key={"run": report.started.isoformat()},
             data={
                 "models": {entry.model.__name__: entry.as_json() for entry in report.models},
+                **({"partitions": report.partitions} if report.partitions else {}),
                 VERSION_KEY: 0,
             },
             user_info=Versioned._capture_user_info(),

@@ -9,7 +9,7 @@ as it is.
 from alembic import context
 from flask import has_app_context
 from myapp import create_app, db
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 # The Chrononaut 0.1 history tables: autogenerate leaves them alone until their
 # history is converted and a last migration drops them.
@@ -45,13 +45,30 @@ def index_names(connection, table_name):
         return {index["name"] for index in database.get_indexes(table_name)}
 
 
+def partition_names(connection, table_name):
+    """The names of the table's partitions, in the partitioned layout
+    (docs/partitioning.rst). They are not in the metadata: autogenerate would drop
+    them."""
+    with connection.begin():
+        return set(
+            connection.scalars(
+                text(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = to_regclass(:table)"
+                ),
+                {"table": table_name},
+            )
+        )
+
+
 def run_migrations(connection):
+    partitions = partition_names(connection, ACTIVITY_TABLE)
     indexes = index_names(connection, ACTIVITY_TABLE)
     before_swap = indexes is not None and ORIGINAL_INDEX in indexes
     before_time_travel = indexes is not None and not TIME_TRAVEL_INDEXES.issubset(indexes)
 
     def include_object(object_, name, type_, reflected, compare_to):
-        if type_ == "table" and name in LEGACY_HISTORY_TABLES:
+        if type_ == "table" and (name in LEGACY_HISTORY_TABLES or name in partitions):
             return False
         if type_ == "index" and before_swap and name in (ORIGINAL_INDEX, READ_INDEX):
             return False
