@@ -231,7 +231,7 @@ def _run(execute_state: ORMExecuteState, recording: _Recording) -> Result[Any]:
     snapshots = _SnapshotBuilder(session, record, mapper, recording)
     table = mapper.local_table
     in_server = built_in_server(mapper)
-    if in_server and recording.operation != INSERT and _synchronizes_nothing(execute_state):
+    if in_server and recording.operation != INSERT and _synchronizes_nothing(execute_state, mapper):
         written = recording.statement.returning(*table.columns).cte(WRITTEN)
         # Dated once the autoflush ran, whose changes come before.
         history = written_history(
@@ -282,7 +282,7 @@ def _run(execute_state: ORMExecuteState, recording: _Recording) -> Result[Any]:
     return result
 
 
-def _synchronizes_nothing(execute_state: ORMExecuteState) -> bool:
+def _synchronizes_nothing(execute_state: ORMExecuteState, mapper: Mapper[Any]) -> bool:
     """Autoflush as the statement would, then tell whether the session holds no object
     the statement may write, so that it has no objects to synchronize and no result to
     read.
@@ -297,7 +297,6 @@ def _synchronizes_nothing(execute_state: ORMExecuteState) -> bool:
     # ``no_autoflush`` switches ``autoflush`` off while it lasts.
     if session.autoflush and options.get("autoflush", True):
         session.flush()
-    mapper = inspect(execute_state.statement.entity_description["entity"])
     return not any(
         state.mapper.isa(mapper) or mapper.isa(state.mapper)
         for state in session.identity_map.all_states()
