@@ -121,7 +121,13 @@ def written_history(
     :param info: the user info and the extra info of every snapshot.
     """
     query = select(*_snapshot_values(mapper, operation, info, changed)).select_from(written)
-    return insert(activity).from_select(list(_ACTIVITY_COLUMNS), query)
+    # Its rowcount, one activity row per row written, is the caller's: SQLAlchemy keeps
+    # an INSERT's only when asked, and psycopg 3 forgets it once the cursor closes.
+    return (
+        insert(activity)
+        .from_select(list(_ACTIVITY_COLUMNS), query)
+        .execution_options(preserve_rowcount=True)
+    )
 
 
 def keyed_history(
