@@ -233,3 +233,26 @@ def test_a_delete_leaves_loaded_objects_as_without_history(db, session, pair, mo
     assert [(row.key, row.operation, row.version) for row in activity_rows(db)[2:]] == [
         ({"id": 1}, "delete", 1)
     ]
+
+
+def test_an_activity_table_without_time_travel_columns_gets_rows_from_python(db, session, pair):
+    Sample, _ = pair
+    session.execute(text("ALTER TABLE chrononaut_activity DROP COLUMN operation"))
+    session.execute(text("ALTER TABLE chrononaut_activity DROP COLUMN transaction_id"))
+    session.commit()
+    db.engine.dispose()  # the layout is read once per pool
+
+    session.execute(insert(Sample), [{"id": 1, "title": "a"}, {"id": 2, "title": "b"}])
+    session.execute(update(Sample).where(Sample.id == 1).values(title="c"))
+    session.execute(delete(Sample).where(Sample.id == 2))
+    session.commit()
+
+    stored = session.execute(
+        text("SELECT key, version, data ->> 'title' FROM chrononaut_activity ORDER BY id")
+    )
+    assert [tuple(row) for row in stored] == [
+        ({"id": 1}, 0, "a"),
+        ({"id": 2}, 0, "b"),
+        ({"id": 1}, 1, "c"),
+        ({"id": 2}, 1, "b"),
+    ]

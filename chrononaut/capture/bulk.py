@@ -5,10 +5,12 @@ its objects.
 list of rows or with ``values()``) and ``Query.update()``/``.delete()`` never reach
 the mapper events. The ``do_orm_execute`` listener here changes such a statement so
 that it bumps each row's version itself (an UPDATE also sets ``version =
-coalesce(version, 0) + 1``) and returns the rows it wrote (RETURNING); it then builds
-one snapshot per row, by the rules of a flush, and writes them with the flush's
-INSERT, in the same transaction: one round trip for the statement, and one for each
-1,000 rows of its history.
+coalesce(version, 0) + 1``) and writes one snapshot per row, by the rules of a flush,
+in the same transaction. Where possible the server builds the snapshots
+(:mod:`chrononaut.capture.bulk_sql`): an UPDATE or DELETE then runs inside the INSERT
+of its history, one round trip for both; otherwise the statement returns its rows
+(RETURNING) and either the server builds their snapshots from their keys, or Python
+does and sends them with the flush's INSERT (see :func:`_run`).
 
 The UPDATE or DELETE locks each row it writes until the transaction ends. A flush
 that read a row before the statement changed it waits for that lock, then finds
@@ -57,6 +59,7 @@ from chrononaut.history.activity import (
     UPDATE,
     VERSION_KEY,
     activity_class_for,
+    has_time_travel_columns,
 )
 from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.serialization import UTC
@@ -217,7 +220,8 @@ def _run(execute_state: ORMExecuteState, recording: _Recording) -> Result[Any]:
       returns its rows' primary keys (an UPDATE all its values, for the objects to
       refresh) and the server builds their snapshots from the rows in the table.
     - Otherwise (and for a DELETE of rows the session holds, which leaves nothing to
-      read), the statement returns its rows and Python builds their snapshots.
+      read, or for an activity table without the time-travel columns), the statement
+      returns its rows and Python builds their snapshots.
     """
     session = execute_state.session
     record = FlushRecord.start(session)
@@ -230,7 +234,10 @@ def _run(execute_state: ORMExecuteState, recording: _Recording) -> Result[Any]:
         )
     snapshots = _SnapshotBuilder(session, record, mapper, recording)
     table = mapper.local_table
-    in_server = built_in_server(mapper)
+    # Activity tables made before the time-travel columns get their rows from Python.
+    in_server = built_in_server(mapper) and has_time_travel_columns(
+        session, snapshots.activity_table
+    )
     if in_server and recording.operation != INSERT and _synchronizes_nothing(execute_state, mapper):
         written = recording.statement.returning(*table.columns).cte(WRITTEN)
         # Dated once the autoflush ran, whose changes come before.
