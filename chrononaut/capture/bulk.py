@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Delete, Insert, Table, Update, func, inspect
 from sqlalchemy.engine import Result, Row
@@ -63,8 +63,6 @@ from chrononaut.history.activity import (
 )
 from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.serialization import UTC
-
-_Write = TypeVar("_Write", Insert, Update, Delete)
 
 
 @dataclass(frozen=True)
