@@ -1,8 +1,10 @@
-"""W7: one ``UPDATE`` statement that changes many rows, plain Flask-SQLAlchemy against
-Chrononaut, which records a snapshot of every row the statement writes.
+"""W7: one ``UPDATE``, ``DELETE`` or ``INSERT`` statement that writes many rows, plain
+Flask-SQLAlchemy against Chrononaut, which records a snapshot of every row the
+statement writes.
 
-``python -m bench`` runs it after the other workloads; ``python -m bench.bulk`` runs it
-alone, also with psycopg 3 (``--driver psycopg``).
+``python -m bench`` runs the UPDATE after the other workloads; ``python -m bench.bulk``
+runs any of the three alone (``--operation``), also with psycopg 3 (``--driver
+psycopg``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from multiprocessing import get_context
 from typing import Any
 
 import click
-from sqlalchemy import insert, update
+from sqlalchemy import delete, insert, text, update
 from sqlalchemy.engine import make_url
 
 from bench.server import fresh_database
@@ -27,6 +29,7 @@ from chrononaut.embedded import embedded_server
 NAMES = ("plain", "chrononaut")
 #: Rows the statement changes at full size.
 ROWS = 10_000
+OPERATIONS = ("update", "delete", "insert")
 _system: System | None = None
 
 
@@ -36,9 +39,10 @@ def start(name: str) -> None:
     _system = SYSTEMS[name]()
 
 
-def run(server_url: str, driver: str, rows: int, repetitions: int) -> list[float]:
-    """Seconds of each repetition of one statement (and its commit) that adds 1 to the
-    score and changes the title of ``rows`` rows, in a fresh database."""
+def run(server_url: str, driver: str, rows: int, repetitions: int, operation: str) -> list[float]:
+    """Seconds of each repetition of one statement (and its commit) that writes ``rows``
+    rows, in a fresh database: an UPDATE that adds 1 to the score and changes the title
+    of every row, a DELETE of every row, or an INSERT of a list of rows."""
     system = _system
     assert system is not None, "start() has not run in this process"
     with fresh_database(server_url) as url:
@@ -48,19 +52,27 @@ def run(server_url: str, driver: str, rows: int, repetitions: int) -> list[float
             engine = system.db.engine
             hold_autovacuum(engine)
             Article = system.Article
-            with engine.begin() as connection:
-                connection.execute(
-                    insert(Article.__table__),
-                    [{"title": f"article {n}", "body": "x" * 100, "score": n} for n in range(rows)],
-                )
+            new_rows = [
+                {"title": f"article {n}", "body": "x" * 100, "score": n} for n in range(rows)
+            ]
             session = system.db.session
             seconds = []
             for repetition in range(repetitions):
+                # The rows to change are written outside the session: not timed, no history.
+                with engine.begin() as connection:
+                    connection.execute(text(f"TRUNCATE {Article.__table__.name}"))
+                    if operation != "insert":
+                        connection.execute(insert(Article.__table__), new_rows)
                 settle(engine)
                 started = time.perf_counter()
-                session.execute(
-                    update(Article).values(score=Article.score + 1, title=f"edit {repetition}")
-                )
+                if operation == "update":
+                    session.execute(
+                        update(Article).values(score=Article.score + 1, title=f"edit {repetition}")
+                    )
+                elif operation == "delete":
+                    session.execute(delete(Article))
+                else:
+                    session.execute(insert(Article), new_rows)
                 session.commit()
                 seconds.append(time.perf_counter() - started)
             session.remove()
@@ -68,7 +80,9 @@ def run(server_url: str, driver: str, rows: int, repetitions: int) -> list[float
     return seconds
 
 
-def measure(server_url: str, driver: str, rows: int, repetitions: int) -> dict[str, Any]:
+def measure(
+    server_url: str, driver: str, rows: int, repetitions: int, operation: str = "update"
+) -> dict[str, Any]:
     """Run W7 for both systems; ratios are taken per repetition, as in W1 to W3."""
     spawn = get_context("spawn")
     with ExitStack() as stack:
@@ -77,13 +91,16 @@ def measure(server_url: str, driver: str, rows: int, repetitions: int) -> dict[s
             pool = stack.enter_context(
                 ProcessPoolExecutor(1, mp_context=spawn, initializer=start, initargs=(name,))
             )
-            seconds[name] = pool.submit(run, server_url, driver, rows, repetitions).result()
+            seconds[name] = pool.submit(
+                run, server_url, driver, rows, repetitions, operation
+            ).result()
     ratios = [
         versioned / plain
         for versioned, plain in zip(seconds["chrononaut"], seconds["plain"], strict=True)
     ]
     summary = {
         "rows": rows,
+        "operation": operation,
         "driver": driver,
         "seconds": {name: statistics.median(times) for name, times in seconds.items()},
         "seconds_per_repetition": seconds,
@@ -91,7 +108,8 @@ def measure(server_url: str, driver: str, rows: int, repetitions: int) -> dict[s
         "ratio_per_repetition": ratios,
     }
     click.echo(
-        f"W7 one UPDATE of {rows:,} rows ({driver}): plain {summary['seconds']['plain']:.3f} s, "
+        f"W7 one {operation.upper()} of {rows:,} rows ({driver}): "
+        f"plain {summary['seconds']['plain']:.3f} s, "
         f"Chrononaut {summary['seconds']['chrononaut']:.3f} s, "
         f"ratio {summary['ratio']:.2f} (median of {repetitions})",
         err=True,
@@ -110,18 +128,20 @@ def measure(server_url: str, driver: str, rows: int, repetitions: int) -> dict[s
     default="postgresql+psycopg2",
     show_default=True,
 )
+@click.option("--operation", type=click.Choice(OPERATIONS), default="update", show_default=True)
 @click.option("--rows", type=click.IntRange(min=1), default=ROWS, show_default=True)
 @click.option("--repetitions", type=click.IntRange(min=1), default=5, show_default=True)
-def main(database_url: str | None, driver: str, rows: int, repetitions: int) -> None:
+def main(
+    database_url: str | None, driver: str, operation: str, rows: int, repetitions: int
+) -> None:
     """Time W7 alone."""
     if database_url:
-        measure(
-            make_url(database_url).render_as_string(hide_password=False), driver, rows, repetitions
-        )
+        server_url = make_url(database_url).render_as_string(hide_password=False)
+        measure(server_url, driver, rows, repetitions, operation)
         return
     # Without fsync, as ``python -m bench`` runs it.
     with embedded_server("postgresql+psycopg2", durable=False) as url:
-        measure(url.render_as_string(hide_password=False), driver, rows, repetitions)
+        measure(url.render_as_string(hide_password=False), driver, rows, repetitions, operation)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ its objects.
 list of rows or with ``values()``) and ``Query.update()``/``.delete()`` never reach
 the mapper events. The ``do_orm_execute`` listener here changes such a statement so
 that it bumps each row's version itself (an UPDATE also sets ``version =
-coalesce(version, 0) + 1``) and returns the rows it wrote (RETURNING); it then builds
-one snapshot per row, by the rules of a flush, and writes them with the flush's
-INSERT, in the same transaction: one round trip for the statement, and one for each
-1,000 rows of its history.
+coalesce(version, 0) + 1``) and writes one snapshot per row, by the rules of a flush,
+in the same transaction. Where possible the server builds the snapshots
+(:mod:`chrononaut.capture.bulk_sql`): an UPDATE or DELETE then runs inside the INSERT
+of its history, one round trip for both; otherwise the statement returns its rows
+(RETURNING) and either the server builds their snapshots from their keys, or Python
+does and sends them with the flush's INSERT (see :func:`_run`).
 
 The UPDATE or DELETE locks each row it writes until the transaction ends. A flush
 that read a row before the statement changed it waits for that lock, then finds
@@ -27,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Delete, Insert, Table, Update, func, inspect
 from sqlalchemy.engine import Result, Row
@@ -45,6 +47,7 @@ from chrononaut._compat import (
     update_assignments,
     updates_on_conflict,
 )
+from chrononaut.capture.bulk_sql import WRITTEN, built_in_server, keyed_history, written_history
 from chrononaut.capture.guard import Write, refuse_versioned_write, unrecorded_writes
 from chrononaut.capture.recorder import FlushRecord, write_snapshots
 from chrononaut.capture.versioned import Versioned
@@ -56,24 +59,27 @@ from chrononaut.history.activity import (
     UPDATE,
     VERSION_KEY,
     activity_class_for,
+    has_time_travel_columns,
 )
 from chrononaut.history.columns import VersionedColumns
 from chrononaut.history.serialization import UTC
 
-_Write = TypeVar("_Write", Insert, Update, Delete)
-
 
 @dataclass(frozen=True)
 class _Recording:
-    """How to record a statement: the statement to run instead of the application's,
-    and what building the snapshots from the rows it returns needs."""
+    """How to record a statement: the statement to run, before it asks for rows back,
+    and what building the snapshots of its rows needs."""
 
     mapper: Mapper[Any]
     #: :data:`~chrononaut.history.activity.INSERT`, ``UPDATE`` or ``DELETE``.
     operation: str
+    #: The application's statement; an UPDATE also bumps each row's version.
     statement: Insert | Update | Delete
     #: The attributes an UPDATE sets; empty for the others.
     assigned: frozenset[str]
+    #: An INSERT of a list of rows or from a SELECT: its rows come back only through
+    #: ``returning()``, which gives the caller rows; the others keep their usual result.
+    returns_rows: bool
 
 
 def record_statement(execute_state: ORMExecuteState) -> Result[Any] | None:
@@ -114,24 +120,25 @@ def _recording(execute_state: ORMExecuteState, writes: list[Write]) -> _Recordin
             return None
         version = mapper.columns[VERSION_KEY]
         bumped = statement.values({version: func.coalesce(version, 0) + 1})
-        return _Recording(mapper, UPDATE, _returning_rows(bumped, mapper), assigned)
+        return _Recording(mapper, UPDATE, bumped, assigned, returns_rows=False)
     if isinstance(statement, Delete):
-        return _Recording(mapper, DELETE, _returning_rows(statement, mapper), frozenset())
+        return _Recording(mapper, DELETE, statement, frozenset(), returns_rows=False)
     # An INSERT of a list of rows runs as an executemany, and INSERT ... SELECT takes
     # no return_defaults(): their rows come back only through returning(). One
     # INSERT ... VALUES keeps its usual result (and rowcount).
-    if execute_state.is_executemany or statement.select is not None:
-        inserting: Insert = statement.returning(*mapper.local_table.columns)
-    else:
-        inserting = _returning_rows(statement, mapper)
-    return _Recording(mapper, INSERT, inserting, frozenset())
+    returns_rows = execute_state.is_executemany or statement.select is not None
+    return _Recording(mapper, INSERT, statement, frozenset(), returns_rows)
 
 
-def _returning_rows(statement: _Write, mapper: Mapper[Any]) -> _Write:
-    """``statement``, returning every column of the rows it writes, while its result
-    stays the one the application expects (a rowcount, no rows asked for)."""
-    table = mapper.local_table
-    return statement.return_defaults(*table.primary_key, supplemental_cols=list(table.columns))
+def _returning(recording: _Recording, columns: Sequence[Any]) -> Insert | Update | Delete:
+    """The recorded statement, returning ``columns`` of the rows it writes, while its
+    result stays the one the application expects (a rowcount, no rows asked for)."""
+    statement = recording.statement
+    if recording.returns_rows:
+        assert isinstance(statement, Insert)
+        return statement.returning(*columns)
+    table = recording.mapper.local_table
+    return statement.return_defaults(*table.primary_key, supplemental_cols=columns)
 
 
 def _refusal(execute_state: ORMExecuteState, writes: list[Write]) -> str | None:
@@ -202,6 +209,18 @@ def _row_mappers(mapper: Mapper[Any]) -> Sequence[Mapper[Any]]:
 
 
 def _run(execute_state: ORMExecuteState, recording: _Recording) -> Result[Any]:
+    """Run the statement and write its history, by the quickest of three ways that
+    records it exactly.
+
+    - An UPDATE or DELETE whose rows are of no object the session holds runs as part
+      of the INSERT of its history, which the server builds: one statement.
+    - Otherwise, if the server can build the snapshots of the model, the statement
+      returns its rows' primary keys (an UPDATE all its values, for the objects to
+      refresh) and the server builds their snapshots from the rows in the table.
+    - Otherwise (and for a DELETE of rows the session holds, which leaves nothing to
+      read, or for an activity table without the time-travel columns), the statement
+      returns its rows and Python builds their snapshots.
+    """
     session = execute_state.session
     record = FlushRecord.start(session)
     mapper = recording.mapper
@@ -212,10 +231,52 @@ def _run(execute_state: ORMExecuteState, recording: _Recording) -> Result[Any]:
             "`extra_change_info(...)` or `rationale(...)`."
         )
     snapshots = _SnapshotBuilder(session, record, mapper, recording)
-    result = execute_state.invoke_statement(statement=recording.statement)
+    table = mapper.local_table
+    # Activity tables made before the time-travel columns get their rows from Python.
+    in_server = built_in_server(mapper) and has_time_travel_columns(
+        session, snapshots.activity_table
+    )
+    if in_server and recording.operation != INSERT and _synchronizes_nothing(execute_state, mapper):
+        written = recording.statement.returning(*table.columns).cte(WRITTEN)
+        # Dated once the autoflush ran, whose changes come before.
+        history = written_history(
+            mapper,
+            snapshots.activity_table,
+            written,
+            recording.operation,
+            snapshots.info_of(mapper),
+            datetime.now(UTC),
+        )
+        return execute_state.invoke_statement(statement=history)
+    if in_server and recording.operation != DELETE:
+        refreshes = recording.operation == UPDATE
+        statement = _returning(
+            recording, list(table.columns) if refreshes else list(table.primary_key)
+        )
+        result = execute_state.invoke_statement(statement=statement)
+        changed = datetime.now(UTC)
+        rows = _returned_rows(result, statement)
+        if not rows:
+            return result
+        if refreshes:
+            snapshots.prepare(rows[0]._fields)
+            _refresh_loaded(session, mapper, rows, snapshots.values_of)
+        keys = snapshots.keys_of(rows)
+        history = keyed_history(
+            mapper,
+            snapshots.activity_table,
+            keys,
+            recording.operation,
+            snapshots.info_of(mapper),
+            changed,
+        )
+        session.connection(bind_arguments={"mapper": mapper}).execute(history)
+        return result
+    statement = _returning(recording, list(table.columns))
+    result = execute_state.invoke_statement(statement=statement)
     # Dated after the statement and the autoflush it ran first, whose changes come before.
     changed = datetime.now(UTC)
-    rows = _returned_rows(result, recording.statement)
+    rows = _returned_rows(result, statement)
     if not rows:
         return result
     snapshots.prepare(rows[0]._fields)
@@ -224,6 +285,27 @@ def _run(execute_state: ORMExecuteState, recording: _Recording) -> Result[Any]:
     activity_rows = [snapshots.activity_row(row) for row in rows]
     write_snapshots(session, {snapshots.activity_table: activity_rows}, changed)
     return result
+
+
+def _synchronizes_nothing(execute_state: ORMExecuteState, mapper: Mapper[Any]) -> bool:
+    """Autoflush as the statement would, then tell whether the session holds no object
+    the statement may write, so that it has no objects to synchronize and no result to
+    read.
+
+    ``synchronize_session="evaluate"`` fails on criteria Python cannot evaluate, even
+    with no object to evaluate them on: such a statement keeps that check.
+    """
+    session = execute_state.session
+    options = execute_state.execution_options
+    if options.get("synchronize_session", "auto") == "evaluate":
+        return False
+    # ``no_autoflush`` switches ``autoflush`` off while it lasts.
+    if session.autoflush and options.get("autoflush", True):
+        session.flush()
+    return not any(
+        state.mapper.isa(mapper) or mapper.isa(state.mapper)
+        for state in session.identity_map.all_states()
+    )
 
 
 def _returned_rows(result: Result[Any], statement: Insert | Update | Delete) -> Sequence[Row[Any]]:
@@ -295,13 +377,9 @@ class _SnapshotBuilder:
         if self._discriminator is not None:
             self._discriminator_position = position_of(self._discriminator)
         for row_mapper in self._mappers:
-            user_info, extra_info = self._info[row_mapper]
-            columns = VersionedColumns.of(row_mapper)
-            hidden = self._hidden_assigned(columns)
-            if hidden:
-                extra_info = {**extra_info, HIDDEN_COLUMNS_CHANGED_KEY: hidden}
+            user_info, extra_info = self.info_of(row_mapper)
             self._rows_of[row_mapper] = _RowsOf(
-                columns=columns,
+                columns=VersionedColumns.of(row_mapper),
                 positions=[
                     (prop.key, position_of(prop.columns[0]))
                     for prop in row_mapper.column_attrs
@@ -311,6 +389,24 @@ class _SnapshotBuilder:
                 extra_info=extra_info,
                 holder=new_instance(row_mapper),
             )
+
+    def info_of(self, row_mapper: Mapper[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The user info and the extra info of the snapshots of ``row_mapper``'s rows;
+        an UPDATE's extra info lists the hidden attributes it sets."""
+        user_info, extra_info = self._info[row_mapper]
+        hidden = self._hidden_assigned(VersionedColumns.of(row_mapper))
+        if hidden:
+            extra_info = {**extra_info, HIDDEN_COLUMNS_CHANGED_KEY: hidden}
+        return user_info, extra_info
+
+    def keys_of(self, rows: Sequence[Row[Any]]) -> list[tuple[Any, ...]]:
+        """The primary key values of ``rows``, in the order of the table's key columns."""
+        fields = rows[0]._fields
+        positions = [
+            fields.index(column.key if column.key in fields else column.name)
+            for column in self._table.primary_key
+        ]
+        return [tuple(row[position] for position in positions) for row in rows]
 
     def values_of(self, row: Row[Any]) -> dict[str, Any]:
         """The values of ``row`` by attribute name."""

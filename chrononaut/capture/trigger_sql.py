@@ -32,9 +32,9 @@ from sqlalchemy.orm import Mapper
 
 from chrononaut.capture.trigger_values import (
     holds_escape_mark,
-    json_expression,
     literal,
     may_hold_escape_mark,
+    member_expression,
     quote,
     refuse_escape_mark,
 )
@@ -103,7 +103,7 @@ def install_statements(mapper: Mapper[Any]) -> list[str]:
     target = qualified(table.schema, table.name)
     function = function_name(table)
     columns = VersionedColumns.of(mapper)
-    new, old = _Row(mapper, "NEW"), _Row(mapper, "OLD")
+    new, old = RowSQL(mapper, "NEW"), RowSQL(mapper, "OLD")
     watched = [*columns.tracked, *columns.hidden]
     changes_version = (
         f"NEW.{new.version} IS NOT DISTINCT FROM OLD.{old.version} "
@@ -157,9 +157,9 @@ def _drop_triggers(target: str) -> list[str]:
     return [f"DROP TRIGGER IF EXISTS {name} ON {target}" for name in TRIGGERS]
 
 
-class _Row:
-    """The SQL of one netted table's values in one row (``NEW``, ``OLD`` or a row of a
-    transition table)."""
+class RowSQL:
+    """The SQL of one versioned table's values in one row (``NEW``, ``OLD``, a row of a
+    transition table, or of the rows a recorded statement wrote)."""
 
     def __init__(self, mapper: Mapper[Any], record: str) -> None:
         self.mapper = mapper
@@ -182,12 +182,12 @@ class _Row:
     def tuple(self, attributes: Sequence[str]) -> str:
         return f"ROW({', '.join(self.comparable(name) for name in attributes)})"
 
-    def json(self, attribute: str) -> str:
+    def member(self, attribute: str) -> str:
         column = self.mapper.columns[attribute]
-        return json_expression(self.value(attribute), column.type, self._where(attribute))
+        return member_expression(self.value(attribute), column.type, self._where(attribute))
 
     def object(self, attributes: Sequence[str], version: str | None = None) -> str:
-        pairs = [f"{literal(name)}, {self.json(name)}" for name in attributes]
+        pairs = [f"{literal(name)}, {self.member(name)}" for name in attributes]
         if version is not None:
             pairs.append(f"'{VERSION_KEY}', {version}")
         calls = [
@@ -210,7 +210,7 @@ class _Row:
         return "\n    ".join(checks)
 
 
-def _hidden_changes(hidden: Sequence[str], changed: Callable[[str], str]) -> str:
+def hidden_changes(hidden: Sequence[str], changed: Callable[[str], str]) -> str:
     """The SQL that adds ``hidden_cols_changed`` to ``extra_info``: the ``hidden``
     attributes whose ``changed`` condition holds, and nothing when none does."""
     if not hidden:
@@ -233,7 +233,7 @@ def _activity_columns(mapper: Mapper[Any]) -> str:
 
 
 def _activity_values(
-    columns: VersionedColumns, row: _Row, data: str, version: str, hidden: str, operation: str
+    columns: VersionedColumns, row: RowSQL, data: str, version: str, hidden: str, operation: str
 ) -> str:
     """The SELECT list of one activity row; ``context`` is the function's variable."""
     return f"""{literal(columns.table_name)}, statement_timestamp(), {version},
@@ -249,8 +249,8 @@ def _function_sql(mapper: Mapper[Any], function: str) -> str:
     table = _table_of(mapper)
     target = qualified(table.schema, table.name)
     columns = VersionedColumns.of(mapper)
-    new, old = _Row(mapper, "NEW"), _Row(mapper, "OLD")
-    inserted, deleted = _Row(mapper, "n"), _Row(mapper, "o")
+    new, old = RowSQL(mapper, "NEW"), RowSQL(mapper, "OLD")
+    inserted, deleted = RowSQL(mapper, "n"), RowSQL(mapper, "o")
     insert_into = _activity_columns(mapper)
     inserted_version = f"n.{inserted.version}"
     deleted_version = f"coalesce(o.{deleted.version}, 0) + 1"
@@ -260,7 +260,7 @@ def _function_sql(mapper: Mapper[Any], function: str) -> str:
         inserted,
         inserted.object(columns.tracked, inserted_version),
         inserted_version,
-        _hidden_changes(columns.hidden, lambda name: f"{inserted.value(name)} IS NOT NULL"),
+        hidden_changes(columns.hidden, lambda name: f"{inserted.value(name)} IS NOT NULL"),
         INSERT,
     )
     deleted_values = _activity_values(
@@ -276,7 +276,7 @@ def _function_sql(mapper: Mapper[Any], function: str) -> str:
         new,
         new.object(columns.tracked, updated_version),
         updated_version,
-        _hidden_changes(
+        hidden_changes(
             columns.hidden,
             lambda name: f"{new.comparable(name)} IS DISTINCT FROM {old.comparable(name)}",
         ),
