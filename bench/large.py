@@ -44,7 +44,7 @@ _FILL = """
 INSERT INTO chrononaut_activity
     (table_name, changed, version, key, data, user_info, extra_info, operation, transaction_id)
 SELECT CASE WHEN n % 10 = 0 THEN 'ticket' ELSE 'other_' || n % 7 END,
-       CAST(:start AS timestamptz) + (n * CAST(:span AS interval)) / :rows,
+       CAST(:start AS timestamptz) + CAST(:span AS interval) * (CAST(n AS float8) / :rows),
        n / 10 / :tickets,
        jsonb_build_object('id', (n / 10) % :tickets + 1),
        CASE WHEN n % 10 = 0
