@@ -15,9 +15,9 @@ reflected into other metadata or aliased is recognised as well. SQL text is not 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, NoReturn
+from typing import Any, Generic, Literal, NoReturn, TypeVar
 
 from flask import g, has_app_context
 from sqlalchemy import Alias, Delete, Insert, Join, MetaData, Table, TableClause, Update
@@ -27,6 +27,8 @@ from chrononaut._compat import statement_parts, statement_shape, updates_on_conf
 from chrononaut.exceptions import ChrononautException, ProtectedHistoryError, UnrecordedWriteError
 from chrononaut.history.activity import is_history_table
 from chrononaut.history.columns import is_versioned_table
+
+_Found = TypeVar("_Found")
 
 WriteKind = Literal["insert", "update", "delete"]
 Role = Literal["versioned", "history"]
@@ -171,22 +173,30 @@ def unrecorded_writes(execute_state: ORMExecuteState) -> list[Write]:
     return unrecorded
 
 
-#: What :func:`_writes` found in each statement structure, so that the statements an
-#: application runs again and again are walked once.
-_WRITES_BY_SHAPE: dict[Any, tuple[Write, ...]] = {}
-_MAX_SHAPES = 2000
+class ShapeMemo(Generic[_Found]):
+    """What ``walk`` finds in a statement, kept by the statement's structure, so that
+    the statements an application runs again and again are walked once. At most
+    2,000 structures are kept; then the memo starts afresh."""
+
+    _MAX_SHAPES = 2000
+
+    def __init__(self, walk: Callable[[Any], _Found]) -> None:
+        self._walk = walk
+        self._found: dict[Any, _Found] = {}
+
+    def __call__(self, statement: Any) -> _Found:
+        shape = statement_shape(statement)
+        if shape is None:
+            return self._walk(statement)
+        found = self._found.get(shape)
+        if found is None:
+            if len(self._found) >= self._MAX_SHAPES:
+                self._found.clear()
+            found = self._found[shape] = self._walk(statement)
+        return found
 
 
-def _writes_of(statement: Any) -> tuple[Write, ...]:
-    shape = statement_shape(statement)
-    if shape is None:
-        return tuple(_writes(statement))
-    writes = _WRITES_BY_SHAPE.get(shape)
-    if writes is None:
-        if len(_WRITES_BY_SHAPE) >= _MAX_SHAPES:
-            _WRITES_BY_SHAPE.clear()
-        writes = _WRITES_BY_SHAPE[shape] = tuple(_writes(statement))
-    return writes
+_writes_of = ShapeMemo(lambda statement: tuple(_writes(statement)))
 
 
 def _writes(statement: Any) -> Iterator[Write]:

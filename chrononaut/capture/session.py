@@ -15,9 +15,10 @@ from sqlalchemy.sql import CompoundSelect, Select
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import GenerativeSelect
 
-from chrononaut._compat import locks_rows, statement_parts, statement_shape
+from chrononaut._compat import locks_rows, statement_parts
 from chrononaut.capture.guard import (
     METADATAS_KEY,
+    ShapeMemo,
     WriteKind,
     ensure_history_writable,
     refuse_unrecorded_write,
@@ -32,11 +33,6 @@ HISTORY_READ_BIND_CONFIG = "CHRONONAUT_HISTORY_READ_BIND"
 
 #: What a statement does, as far as routing is concerned.
 _HISTORY_READ, _OTHER_READ, _WRITE = "history read", "other read", "write"
-
-#: The kind of each statement structure seen, so that statements run again and again
-#: are walked once (as the write guard does).
-_KIND_BY_SHAPE: dict[Any, str] = {}
-_MAX_SHAPES = 2000
 
 
 def check_history_read_bind(config: Mapping[str, Any]) -> None:
@@ -68,15 +64,7 @@ def _statement_kind(statement: Any) -> str:
     write (or lock rows, or is SQL text, whose effect is unknown)."""
     if not isinstance(statement, (Select, CompoundSelect)):
         return _WRITE
-    shape = statement_shape(statement)
-    kind = None if shape is None else _KIND_BY_SHAPE.get(shape)
-    if kind is None:
-        kind = _walked_kind(statement)
-        if shape is not None:
-            if len(_KIND_BY_SHAPE) >= _MAX_SHAPES:
-                _KIND_BY_SHAPE.clear()
-            _KIND_BY_SHAPE[shape] = kind
-    return kind
+    return _kind_of_select(statement)
 
 
 def _walked_kind(statement: Select[Any] | CompoundSelect[Any]) -> str:
@@ -91,6 +79,9 @@ def _walked_kind(statement: Select[Any] | CompoundSelect[Any]) -> str:
             return _WRITE
         reads_history = reads_history or is_history_table(part)
     return _HISTORY_READ if reads_history else _OTHER_READ
+
+
+_kind_of_select = ShapeMemo(_walked_kind)
 
 
 class VersionedSession(Session):
