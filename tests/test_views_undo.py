@@ -112,6 +112,31 @@ def test_the_read_permission_is_asked_before_the_write_permission(app, db, sessi
     assert app.test_client().get(REVERT).status_code == 403
 
 
+@pytest.mark.parametrize("deleted", [False, True])
+def test_without_a_secret_key_pages_read_and_undo_is_refused_with_a_reason(
+    app, db, session, models, deleted
+):
+    todo = todo_history(app, session, models)
+    if deleted:
+        session.delete(todo)
+        session.commit()
+    app.secret_key = None
+    app.register_blueprint(
+        history_blueprint(lambda: True, write_permission=lambda: True), url_prefix="/history"
+    )
+    client = app.test_client()
+    timeline = client.get("/history/objects/Todo?key=1")
+    assert timeline.status_code == 200
+    assert "/revert" not in timeline.get_data(as_text=True)
+    assert "/restore" not in timeline.get_data(as_text=True)
+    for url in (REVERT, RESTORE):
+        for method in (client.get, client.post):
+            refused = method(url, data={"rationale": "x"})
+            assert refused.status_code == 403
+            assert "Undo is turned off: the app has no SECRET_KEY" in message_of(refused)
+    assert versions_of(session, todo)[-1][0] == (4 if deleted else 3)
+
+
 def test_the_confirmation_page_shows_the_diff_and_never_a_hidden_value(writer, todo):
     response = writer.get(REVERT)
     assert response.status_code == 200

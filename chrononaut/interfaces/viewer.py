@@ -21,7 +21,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
@@ -78,6 +87,10 @@ _WRITE_ENDPOINTS = ("revert", "restore")
 _CSRF_SESSION_KEY = "chrononaut_csrf_token"
 # Set by an undo for the timeline page it redirects to (see docs/replica.rst).
 _WROTE_SESSION_KEY = "chrononaut_wrote"
+_NO_SECRET_KEY = (
+    "Undo is turned off: the app has no SECRET_KEY, which its forms need against "
+    "requests forged by other sites."
+)
 
 
 def history_blueprint(
@@ -108,7 +121,8 @@ def history_blueprint(
         shows their buttons only when it returns true. ``None`` (the default) refuses
         them all with 403: ``permission`` alone never allows a change. Their forms
         need the app's ``SECRET_KEY``: they keep a token in Flask's session against
-        requests forged by other sites.
+        requests forged by other sites. Without one, the timeline shows no undo
+        buttons and the pages that change data answer 403, saying why.
     :return: a blueprint to pass to :meth:`flask.Flask.register_blueprint`.
     :raises ValueError: ``per_page`` is less than 1.
     """
@@ -131,8 +145,11 @@ def history_blueprint(
         if permission is None or not permission():
             abort(403)
         writes = {f"{request.blueprint}.{name}" for name in _WRITE_ENDPOINTS}
-        if request.endpoint in writes and not may_write():
-            abort(403)
+        if request.endpoint in writes:
+            if not may_write():
+                abort(403)
+            if not current_app.secret_key:
+                abort(403, _NO_SECRET_KEY)
 
     def may_write() -> bool:
         return write_permission is not None and write_permission()
@@ -143,7 +160,11 @@ def history_blueprint(
     @blueprint.errorhandler(409)
     def error_page(error: HTTPException) -> tuple[str, int]:
         code = error.code or 500
-        return render_template("chrononaut/error.html", error=error, code=code), code
+        # A 403 says why only when the viewer gave a reason; otherwise it tells nobody
+        # more than that the history is not theirs to see.
+        reason = error.description if error.description != type(error).description else None
+        page = render_template("chrononaut/error.html", error=error, code=code, reason=reason)
+        return page, code
 
     @blueprint.app_template_filter("chrononaut_time")
     def format_time(moment: datetime) -> str:
@@ -173,7 +194,9 @@ def history_blueprint(
 
     @blueprint.route("/objects/<model_name>")
     def timeline(model_name: str) -> str:
-        return _timeline_page(model_name, may_write())
+        # Without a secret key, Flask has no session to keep the forms' token in: the
+        # undo buttons, whose pages would be refused, are not shown.
+        return _timeline_page(model_name, may_write() and bool(current_app.secret_key))
 
     @blueprint.route("/objects/<model_name>/revert", methods=["GET", "POST"])
     def revert(model_name: str) -> Response | tuple[str, int]:
@@ -233,7 +256,10 @@ def _revertible(entries: list[TimelineEntry]) -> list[TimelineEntry]:
 
 
 def _timeline_page(model_name: str, may_write: bool) -> str:
-    if session.pop(_WROTE_SESSION_KEY, False):
+    # Only an undo sets the flag, and only where the app has a secret key: without
+    # one, Flask's session cannot be written, not even by a pop of a missing key.
+    if session.get(_WROTE_SESSION_KEY):
+        session.pop(_WROTE_SESSION_KEY)
         read_history_on_primary(extension().session())
     model, key, entries = _object_history(model_name)
     shown_key = format_key(key)
