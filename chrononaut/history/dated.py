@@ -22,6 +22,7 @@ from sqlalchemy import (
     Subquery,
     Table,
     any_,
+    bindparam,
     case,
     exists,
     func,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     true,
     type_coerce,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapper
 
 from chrononaut.exceptions import InvalidArgumentError
@@ -133,7 +135,7 @@ def _dated_select(mapper: Mapper[Any], plan: _ReadPlan, at: datetime) -> Select[
             )
             .label("next_id"),
         )
-        .where(rows.c.table_name.in_(plan.table_names), rows.c.changed <= at)
+        .where(_of_tables(rows, plan.table_names), rows.c.changed <= at)
         .subquery("chrononaut_ordered")
     )
     # Only the newest rows are read from the table, by their id. The LIMIT keeps the
@@ -217,7 +219,7 @@ def changed_between(model: type[Any], session: Session, start: datetime, end: da
             rows.c.extra_info.label(EXTRA_INFO),
         )
         .where(
-            rows.c.table_name.in_(plan.table_names),
+            _of_tables(rows, plan.table_names),
             rows.c.changed > as_utc(start),
             rows.c.changed <= as_utc(end),
             _of_subclasses(mapper, rows),
@@ -304,7 +306,7 @@ def _has_rows_without_operation(session: Session, activity: Table, table_names: 
     if activity.schema is not None:
         index = f"{activity.schema}.{index}"
     without_operation = exists().where(
-        activity.c.table_name.in_(table_names), activity.c.operation.is_(None)
+        _of_tables(activity, table_names), activity.c.operation.is_(None)
     )
     answer = case((func.to_regclass(index).is_not(None), without_operation), else_=True)
     connection = session.connection(bind_arguments={"clause": activity})
@@ -318,7 +320,7 @@ def _ruled_deletes(
     :mod:`chrononaut.history.lives` reads as deletes, as an array."""
     unrecorded = activity.alias("chrononaut_unrecorded")
     ruled_deletes = select(unrecorded.c.id).where(
-        unrecorded.c.table_name.in_(table_names),
+        _of_tables(unrecorded, table_names),
         unrecorded.c.operation.is_(None),
         deleted_condition(unrecorded, activity, mapper.base_mapper),
     )
@@ -354,6 +356,18 @@ def _table_names(mapper: Mapper[Any]) -> list[str]:
     """The activity ``table_name`` of the model and of its subclasses."""
     names = {VersionedColumns.of(sub).table_name: None for sub in mapper.self_and_descendants}
     return list(names)
+
+
+def _of_tables(rows: Any, table_names: list[str]) -> ColumnElement[bool]:
+    """The condition that an activity row is of one of ``table_names``.
+
+    Not an IN list: SQLAlchemy renders one anew for every execution of a cached
+    statement, a tenth of the client's time of a read of one object.
+    """
+    if len(table_names) == 1:
+        return rows.c.table_name == table_names[0]
+    names = bindparam(None, table_names, type_=ARRAY(rows.c.table_name.type))
+    return rows.c.table_name == any_(names)
 
 
 def _of_subclasses(mapper: Mapper[Any], rows: Any) -> ColumnElement[bool]:
