@@ -7,7 +7,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import inspect
+from sqlalchemy import Row, inspect
 
 from chrononaut._compat import new_instance
 from chrononaut.exceptions import (
@@ -50,6 +50,10 @@ def _loaded(activity: Any, name: str) -> Any:
     only a loaded value counts, so that no query is sent (and none fails on a table
     made before they existed).
     """
+    if isinstance(activity, Row):
+        # Asked by mapping: a missing attribute of a row costs SQLAlchemy an exception
+        # and its fallbacks, more than building the snapshot itself.
+        return activity._mapping.get(name)
     values = getattr(activity, "__dict__", None)
     if values is not None:
         return values.get(name)
