@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import enum
 import importlib.util
 import re
 from datetime import date, datetime, timedelta, timezone
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import event, func, inspect, literal, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from chrononaut import ChrononautException, extra_change_info
+from chrononaut import ChrononautException, Versioned, extra_change_info
 from chrononaut.exceptions import InvalidArgumentError
 from chrononaut.history.activity import activity_class_for
 from chrononaut.history.dated import stored_value
@@ -290,6 +291,40 @@ def test_values_have_the_types_of_their_columns(session, models):
         _count(session, dated, dated.c.due_at > datetime(2030, 5, 1, 10, 30, tzinfo=timezone.utc))
         == 0
     )
+
+
+class Awkward(enum.Enum):
+    COLON = ":name"
+    PERCENT = "100%"
+    QUOTE = "it's"
+    BACKSLASH = "a\\:b"
+
+
+def test_names_and_values_that_look_like_parameters_or_escapes_read_back(db):
+    # The statement of a dated read is kept as SQL text, in which a colon, a percent
+    # sign, a quote or a backslash must keep its meaning.
+    class Strange(db.Model, Versioned):
+        __tablename__ = "strange:table%"
+        id = db.Column(db.Integer, primary_key=True)
+        mood = db.Column(
+            "mood:x%",
+            db.Enum(Awkward, name="awkward", values_callable=lambda e: [m.value for m in e]),
+        )
+        note = db.Column(db.Text)
+
+    db.create_all()
+    session = db.session
+    for number, member in enumerate(Awkward, 1):
+        session.add(Strange(id=number, mood=member, note=f"%(x)s :note {member.value}"))
+    session.commit()
+    dated = Strange.as_of(datetime.now(timezone.utc))
+
+    rows = session.execute(select(dated.c.id, dated.c.mood, dated.c.note).order_by(dated.c.id))
+    assert rows.all() == [
+        (number, member, f"%(x)s :note {member.value}") for number, member in enumerate(Awkward, 1)
+    ]
+    for member in Awkward:
+        assert _count(session, dated, dated.c.mood == member) == 1
 
 
 def _count(session, dated, *criteria):

@@ -25,6 +25,7 @@ from chrononaut.capture.guard import (
 )
 from chrononaut.exceptions import ChrononautException
 from chrononaut.history.activity import activity_class_for, is_activity, is_history_table
+from chrononaut.history.dated import is_dated_read
 from chrononaut.history.snapshot import HistorySnapshot
 
 #: The setting that names the bind key (in ``SQLALCHEMY_BINDS``) of a read replica of
@@ -77,7 +78,7 @@ def _walked_kind(statement: Select[Any] | CompoundSelect[Any]) -> str:
             return _WRITE
         if isinstance(part, GenerativeSelect) and locks_rows(part):
             return _WRITE
-        reads_history = reads_history or is_history_table(part)
+        reads_history = reads_history or is_history_table(part) or is_dated_read(part)
     return _HISTORY_READ if reads_history else _OTHER_READ
 
 
