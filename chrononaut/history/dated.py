@@ -10,7 +10,6 @@ orders and joins the values of the past as it does live ones.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from sqlalchemy import (
     exists,
     func,
     inspect,
+    literal_column,
     select,
     true,
     type_coerce,
@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.elements import ColumnClause, TextClause
 from sqlalchemy.types import TypeEngine
 
 from chrononaut.exceptions import InvalidArgumentError
@@ -72,6 +72,11 @@ __all__ = [
     "stored_value",
 ]
 
+#: The parameter of the dated statements: the time they read at.
+_AT = "chrononaut_at"
+#: Where the statement compares with the time, in SQL text: the parameter goes there.
+_AT_MARK: ColumnClause[Any] = literal_column("chrononaut_at_parameter_mark")
+
 #: The names of the history columns of the selectables. Versioned models may not use
 #: the ``chrononaut_`` prefix, so these never collide with a model's attributes.
 CHANGED = "chrononaut_changed"
@@ -100,10 +105,10 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
     column is the stored key in SQL: a filter on it, or ordering by it, uses the index
     (see :class:`~chrononaut.history.stored_sql.StoredKey`).
 
-    The statement depends only on the model, ``at`` and what the database said of its
-    activity table, so that it is kept for each connection pool, as SQL text with its
-    values written in (see :func:`_as_text`): reading the same time again makes only a
-    new subquery of it (see :func:`_deleted` for what is asked).
+    The statement depends only on the model and what the database said of its activity
+    table (see :func:`_deleted` for what is asked), so that it is made once for each
+    connection pool, as SQL text (see :func:`_as_text`) that takes ``at`` as its one
+    parameter: each call makes only a new subquery of it.
 
     :param session: the session whose database tells whether the activity table has
         the columns of time travel.
@@ -115,19 +120,20 @@ def as_of(model: type[Any], session: Session, at: datetime) -> Subquery:
         raise InvalidArgumentError(f"as_of() takes a datetime, not {type(at).__name__}: {at!r}.")
     mapper: Mapper[Any] = inspect(model)
     reads = _reads_of(session, mapper)
-    at = as_utc(at)
-    dated = reads.dated.get((mapper, at))
+    dated = reads.dated.get(mapper)
     if dated is None:
-        dated = _dated_select(mapper, reads.plan(session, mapper), at, reads.dialect)
-        reads.remember(mapper, at, dated)
-    # Anonymous each time, so that one statement may read the same time twice.
-    return dated.subquery()
+        dated = reads.dated[mapper] = _dated_select(
+            mapper, reads.plan(session, mapper), reads.dialect
+        )
+    # A parameter and a subquery of their own (both anonymous), so that one statement
+    # may read a model at two times, or at the same time twice.
+    moment = bindparam(_AT, as_utc(at), type_=dated.selected_columns[CHANGED].type, unique=True)
+    return dated.bindparams(moment).subquery()
 
 
-def _dated_select(
-    mapper: Mapper[Any], plan: _ReadPlan, at: datetime, dialect: Dialect
-) -> TextualSelect:
-    """The statement of :func:`as_of` for ``mapper`` at ``at`` (in UTC)."""
+def _dated_select(mapper: Mapper[Any], plan: _ReadPlan, dialect: Dialect) -> TextualSelect:
+    """The statement of :func:`as_of` for ``mapper``, which takes the time as the
+    parameter :data:`_AT`."""
     activity = plan.activity
     rows = activity.alias("chrononaut_rows")
     # Each row up to ``at``, with the id of the next one of its object: the newest has
@@ -145,7 +151,7 @@ def _dated_select(
             )
             .label("next_id"),
         )
-        .where(_of_tables(rows, plan.table_names), rows.c.changed <= at)
+        .where(_of_tables(rows, plan.table_names), rows.c.changed <= _AT_MARK)
         .subquery("chrononaut_ordered")
     )
     # Only the newest rows are read from the table, by their id. The LIMIT keeps the
@@ -204,8 +210,9 @@ def _as_text(
     if dialect.paramstyle in ("format", "pyformat"):
         # Rendered for the driver, which takes "%%" for "%"; text() doubles them again.
         sql = sql.replace("%%", "%")
-    # A colon followed by a name would be read as a parameter of the text.
-    sql = sql.replace(":", "\\:")
+    # A colon followed by a name would be read as a parameter of the text; the one
+    # parameter, the time, is put in after.
+    sql = sql.replace(":", "\\:").replace(_AT_MARK.name, f":{_AT}")
     columns = [
         column(name, types.get(name, selected.type))
         for name, selected in statement.selected_columns.items()
@@ -299,21 +306,17 @@ _WITHOUT_OPERATION_INDEX = "ix_chrononaut_activity_without_operation"
 
 class _PoolReads:
     """What the dated reads through one connection pool keep: the read plan of each
-    model, and the statements of the latest times read, which depend on nothing else.
+    model, and its statement, which depends on nothing else.
 
     Kept per pool, which ``Engine.dispose()`` replaces, as the layouts of the activity
     tables are (:func:`~chrononaut.history.activity.has_time_travel_columns`).
     """
 
-    #: How many statements of :func:`as_of` are kept, the least recently made first out:
-    #: each holds about 100 kB of SQLAlchemy's objects.
-    SIZE = 16
-
     def __init__(self, dialect: Dialect) -> None:
         #: The dialect the statements are written for.
         self.dialect = dialect
         self.plans: dict[Mapper[Any], _ReadPlan] = {}
-        self.dated: OrderedDict[tuple[Mapper[Any], datetime], TextualSelect] = OrderedDict()
+        self.dated: dict[Mapper[Any], TextualSelect] = {}
 
     def plan(self, session: Session, mapper: Mapper[Any]) -> _ReadPlan:
         """Return the read plan of ``mapper``, asking the database the first time."""
@@ -326,12 +329,6 @@ class _PoolReads:
                 ruled_deletes = _ruled_deletes(activity, table_names, mapper)
             plan = self.plans[mapper] = _ReadPlan(activity, table_names, ruled_deletes)
         return plan
-
-    def remember(self, mapper: Mapper[Any], at: datetime, dated: TextualSelect) -> None:
-        """Keep the statement of :func:`as_of` for ``mapper`` at ``at``."""
-        self.dated[mapper, at] = dated
-        if len(self.dated) > self.SIZE:
-            self.dated.popitem(last=False)
 
 
 _READS: WeakKeyDictionary[Pool, _PoolReads] = WeakKeyDictionary()
