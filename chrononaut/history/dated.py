@@ -202,8 +202,8 @@ def _as_text(
 
     A new ``select()`` of a dated read (one per request, usually) makes SQLAlchemy walk
     every element of what it selects from to find the statement in its cache: for
-    this statement, a third of the client's time of reading one object. The text of a
-    statement that depends only on the model and the time is walked in one step.
+    this statement, a third of the client's time of reading one object. The text, made
+    once per model, is walked in one step.
     """
     compiled = statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
     sql = str(compiled)

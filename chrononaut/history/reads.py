@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from sqlalchemy import Select, Subquery, Table, bindparam, inspect, select
+from sqlalchemy import CursorResult, Select, Subquery, Table, bindparam, inspect, select
 from sqlalchemy.orm import Query, object_session
 
 from chrononaut._compat import instance_state
@@ -107,7 +107,9 @@ def object_history(
     return [HistorySnapshot.from_activity(row, model) for row in rows]
 
 
-def read_rows(session: Session, statement: Select[Any], parameters: dict[str, Any]) -> Any:
+def read_rows(
+    session: Session, statement: Select[Any], parameters: dict[str, Any]
+) -> CursorResult[Any]:
     """Execute one of the :class:`HistoryStatements` on the session's connection for it.
 
     The connection is the one ``session.execute()`` would use (a replica's, where reads
