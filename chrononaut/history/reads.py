@@ -116,7 +116,9 @@ def read_rows(
     go to one), but the statement skips the session's handling of ORM statements and
     its events, which cost as much as the query: it is a plain read, built here.
     """
-    (table,) = statement.get_final_froms()
+    # Every one of them selects columns of the activity table alone. (Asking the
+    # statement for its FROM list instead would compile it at every call.)
+    table = statement.selected_columns[0].table
     bind = session.get_bind(clause=statement)
     # Asked for the table it reads, as for its columns: a connection asked for anything
     # else might be used to write, so the session would read history on the primary.
