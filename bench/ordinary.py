@@ -7,6 +7,11 @@ other on the server as it is (default settings, autovacuum on, no ``VACUUM`` or
 ``CHECKPOINT`` in between), and each repetition's versioned time is divided by the
 plain time measured next to it. On a shared, noisy machine only such pairs compare.
 
+With ``--triggers``, a third side records through the database instead: plain
+Flask-SQLAlchemy writes a table with the safety net's triggers installed
+(:doc:`/safety-net`), and sends who acts and why before each commit as a session of
+Chrononaut would, so that the triggers write the same snapshots with the same context.
+
 Afterwards it times the history reads beside their floor: the same SQL statements,
 with the same parameters, executed directly on a DBAPI connection.
 """
@@ -58,20 +63,55 @@ class Side:
             },
         )
 
-    def app(self, url: str) -> Flask:
+    def app(self, url: str, **config: Any) -> Flask:
         app = Flask(f"bench-ordinary-{self.name}")
         app.config["SQLALCHEMY_DATABASE_URI"] = url
+        app.config.update(config)
         self.db.init_app(app)
         return app
 
+    def create(self, url: str) -> Flask:
+        """Return this side's app on the empty database ``url``, its tables made."""
+        app = self.app(url)
+        with app.app_context():
+            self.db.create_all()
+        return app
 
-def _sides() -> tuple[Side, Side]:
+    def before_writes(self) -> None:
+        """Called in each commit before its writes."""
+
+
+class TriggerSide(Side):
+    """Plain Flask-SQLAlchemy on a table whose history the safety net's triggers record,
+    given the context before each commit."""
+
+    def __init__(self, versioned: Side) -> None:
+        super().__init__("triggers", SQLAlchemy(), ())
+        self.versioned = versioned
+
+    def create(self, url: str) -> Flask:
+        # The tables and the triggers come from the versioned model of the same table.
+        installer = self.versioned.app(url, CHRONONAUT_SAFETY_NET=True)
+        with installer.app_context():
+            self.versioned.db.create_all()
+            self.versioned.db.install_safety_net(self.versioned.Item)
+            self.versioned.db.engine.dispose()
+        return self.app(url)
+
+    def before_writes(self) -> None:
+        from chrononaut.capture.triggers import send_change_context
+
+        send_change_context(self.db.session.connection())
+
+
+def _sides() -> tuple[Side, Side, TriggerSide]:
     from chrononaut import Versioned, VersionedSQLAlchemy
 
     plain = Side("plain", SQLAlchemy(), ())
     versioned = Side("versioned", VersionedSQLAlchemy(), (Versioned,))
+    triggers = TriggerSide(versioned)
     configure_mappers()
-    return plain, versioned
+    return plain, versioned, triggers
 
 
 def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
@@ -82,6 +122,7 @@ def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
 def _insert(side: Side, ids: list[int]) -> None:
     """Add the objects of ``ids`` and commit them."""
     session = side.db.session
+    side.before_writes()
     stamp = datetime(2024, 1, 1, tzinfo=timezone.utc)
     session.add_all(
         side.Item(id=n, name=f"item {n}", note="note", count=n, stamp=stamp) for n in ids
@@ -92,6 +133,7 @@ def _insert(side: Side, ids: list[int]) -> None:
 def _update(side: Side, ids: list[int], round_number: int) -> None:
     """Load the objects of ``ids`` with one query, change two columns, commit."""
     session = side.db.session
+    side.before_writes()
     Item = side.Item
     for item in session.scalars(select(Item).where(Item.id.in_(ids))):
         # A text that grows every round, and a counter.
@@ -128,7 +170,7 @@ class Counter:
         return median
 
 
-def _pair(sides: tuple[Side, Side], server_url: str, sizes: Sizes) -> dict[str, dict[str, float]]:
+def _pair(sides: tuple[Side, ...], server_url: str, sizes: Sizes) -> dict[str, dict[str, float]]:
     """Insert, then update, each side in a fresh database of its own, one commit of
     each side after the other; return each side's seconds and median statements per
     commit."""
@@ -140,9 +182,8 @@ def _pair(sides: tuple[Side, Side], server_url: str, sizes: Sizes) -> dict[str, 
         counters = {}
         for side in sides:
             url = stack.enter_context(fresh_database(server_url))
-            apps[side.name] = side.app(url.render_as_string(hide_password=False))
+            apps[side.name] = side.create(url.render_as_string(hide_password=False))
             with apps[side.name].app_context():
-                side.db.create_all()
                 counters[side.name] = Counter(side.db.engine)
         seconds = {side.name: {"insert": 0.0, "update": 0.0} for side in sides}
         statements: dict[str, dict[str, float]] = {side.name: {} for side in sides}
@@ -174,9 +215,8 @@ def _reads(side: Side, server_url: str, calls: int) -> dict[str, dict[str, float
     """Median ms of ``versions()`` of a 6-version object and of ``version_at``, each
     beside the same SQL run on a raw DBAPI connection, the two alternating."""
     with fresh_database(server_url) as url:
-        app = side.app(url.render_as_string(hide_password=False))
+        app = side.create(url.render_as_string(hide_password=False))
         with app.app_context():
-            side.db.create_all()
             session = side.db.session
             ids = list(range(1, 101))
             _insert(side, ids)
@@ -206,17 +246,29 @@ def _reads(side: Side, server_url: str, calls: int) -> dict[str, dict[str, float
 @click.option("--objects", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--reads", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option(
+    "--triggers",
+    is_flag=True,
+    help="Also time a third side whose history the safety net's triggers record.",
+)
 def main(
-    database_url: str | None, driver: str, repetitions: int, objects: int, rounds: int, reads: int
+    database_url: str | None,
+    driver: str,
+    repetitions: int,
+    objects: int,
+    rounds: int,
+    reads: int,
+    triggers: bool,
 ) -> None:
     """Insert and update an ordinary table, plain and versioned commit by commit, in one
     process."""
     sizes = Sizes(objects=objects, batch=100, rounds=rounds)
-    plain, versioned = _sides()
-    runs: dict[str, list[dict[str, float]]] = {"plain": [], "versioned": []}
+    plain, versioned, trigger_side = _sides()
+    sides: tuple[Side, ...] = (plain, versioned, trigger_side) if triggers else (plain, versioned)
+    runs: dict[str, list[dict[str, float]]] = {side.name: [] for side in sides}
     with server(database_url, driver) as server_url:
         for repetition in range(repetitions):
-            pair = _pair((plain, versioned), server_url, sizes)
+            pair = _pair(sides, server_url, sizes)
             for name, run in pair.items():
                 runs[name].append(run)
             click.echo(f"repetition {repetition + 1}/{repetitions} done", err=True)
@@ -226,17 +278,20 @@ def main(
         f"medians of {repetitions} pairs"
     )
     for workload in ("insert", "update"):
-        ratios = [
-            v[workload] / p[workload] for v, p in zip(runs["versioned"], runs["plain"], strict=True)
-        ]
-        click.echo(
-            f"  {workload}: plain {statistics.median(r[workload] for r in runs['plain']):.3f} s, "
-            f"versioned {statistics.median(r[workload] for r in runs['versioned']):.3f} s, "
-            f"ratio {statistics.median(ratios):.2f}x "
-            f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)}); statements per commit "
-            f"{runs['plain'][0][workload + '_statements']:g} plain, "
-            f"{runs['versioned'][0][workload + '_statements']:g} versioned"
-        )
+        plain_median = statistics.median(r[workload] for r in runs["plain"])
+        for side in sides[1:]:
+            ratios = [
+                s[workload] / p[workload]
+                for s, p in zip(runs[side.name], runs["plain"], strict=True)
+            ]
+            click.echo(
+                f"  {workload}: plain {plain_median:.3f} s, {side.name} "
+                f"{statistics.median(r[workload] for r in runs[side.name]):.3f} s, "
+                f"ratio {statistics.median(ratios):.2f}x "
+                f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)}); statements per commit "
+                f"{runs['plain'][0][workload + '_statements']:g} plain, "
+                f"{runs[side.name][0][workload + '_statements']:g} {side.name}"
+            )
     for name, timing in read_times.items():
         click.echo(
             f"  {name}: {timing['ms']:.3f} ms, raw driver {timing['raw_driver_ms']:.3f} ms "
