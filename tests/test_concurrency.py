@@ -6,6 +6,7 @@ import multiprocessing
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -21,6 +22,8 @@ OPERATIONS = 200  # per worker
 RETRIES = 5
 #: The rows everyone fights over: half were written before the mixin (NULL version).
 SHARED = 6
+#: Seconds the workers may take to start (each imports the project in a new process).
+START_TIMEOUT = 60
 
 
 @dataclass
@@ -34,8 +37,12 @@ class WorkerLog:
     conflicts: int = 0
 
 
-def _work(database_url: str, worker: int, ids: list[int]) -> WorkerLog:
-    """Run random inserts, updates and deletes on the shared rows; retry on conflict."""
+def _work(database_url: str, worker: int, ids: list[int], start: Any) -> WorkerLog:
+    """Run random inserts, updates and deletes on the shared rows; retry on conflict.
+
+    :param start: a barrier that every worker passes once it is ready, so that all of
+        them write at the same time and not one after the other as they come up.
+    """
     app = Flask(f"worker{worker}")
     app.config["SQLALCHEMY_DATABASE_URI"] = database_url
     db = VersionedSQLAlchemy(app)
@@ -44,6 +51,7 @@ def _work(database_url: str, worker: int, ids: list[int]) -> WorkerLog:
     with app.app_context():
         Todo = define_models(db, "classic").Todo
         session = db.session
+        start.wait(timeout=START_TIMEOUT)
         for number in range(OPERATIONS):
             operation = rng.choices(["update", "insert", "delete"], weights=[80, 10, 10])[0]
             if operation == "insert":
@@ -99,10 +107,12 @@ def test_concurrent_writers_keep_history_complete_and_exact(db, database_url):
     legacy_ids = set(shared[SHARED // 2 :])
 
     url = database_url.render_as_string(hide_password=False)
-    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(WORKERS) as pool:
+        start = manager.Barrier(WORKERS)
         logs = pool.starmap_async(
-            _work, [(url, worker, list(shared)) for worker in range(WORKERS)]
-        ).get(timeout=50)
+            _work, [(url, worker, list(shared), start) for worker in range(WORKERS)]
+        ).get(timeout=START_TIMEOUT + 50)
 
     rows = [row for row in activity_rows(db) if row.table_name == "todo"]
     live = {todo.id: todo for todo in db.session.execute(select(Todo)).scalars()}
